@@ -1,0 +1,3 @@
+"""Credentials: rc, .netrc, keyring, prompt."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Local delivery sinks: SMTP/LMTP forwarding, MDA pipe, BSMTP file."""
+
+__all__: list[str] = []

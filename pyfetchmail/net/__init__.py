@@ -1,0 +1,3 @@
+"""Networking: connections, timeouts, TLS contexts."""
+
+__all__: list[str] = []
