@@ -57,6 +57,16 @@ class FolderListing:
 class MailSession(Protocol):
     """An authenticated connection to one account."""
 
+    @property
+    def protocol_name(self) -> str:
+        """``"POP3"`` or ``"IMAP"``, as written in the Received header."""
+        ...
+
+    @property
+    def peer_address(self) -> str | None:
+        """Numeric address of the server (``None`` if unknown, e.g. via a plugin)."""
+        ...
+
     def select(self, folder: str | None) -> FolderListing:
         """Open *folder* (``None`` = the default: INBOX / the POP3 maildrop) and list it."""
         ...
