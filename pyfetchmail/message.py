@@ -13,7 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 
 __all__ = ["DEFAULT_MAX_MEMORY", "SpooledMessage"]
@@ -36,6 +36,7 @@ class SpooledMessage:
         self, announced_size: int | None = None, max_memory: int = DEFAULT_MAX_MEMORY
     ) -> None:
         self.announced_size = announced_size
+        self.max_memory = max_memory
         self._file = tempfile.SpooledTemporaryFile(max_size=max_memory)  # noqa: SIM115
         self._size = 0
         self._closed = False
@@ -71,6 +72,35 @@ class SpooledMessage:
                 break
             yield chunk
         self._file.seek(0, 2)
+
+    def iter_chunks_from(self, offset: int, chunk_size: int = 65536) -> Iterator[bytes]:
+        """Yield the message from byte *offset* to the end in chunks of at most *chunk_size*."""
+        self._file.seek(offset)
+        while True:
+            chunk = self._file.read(chunk_size)
+            if not chunk:
+                break
+            yield chunk
+        self._file.seek(0, 2)
+
+    @classmethod
+    def from_parts(
+        cls,
+        header: bytes,
+        body: Iterable[bytes],
+        announced_size: int | None = None,
+        max_memory: int = DEFAULT_MAX_MEMORY,
+    ) -> SpooledMessage:
+        """Build a new spool from a (processed) *header* block and *body* chunks.
+
+        Memory stays bounded by *max_memory* plus one chunk: the body is
+        streamed, so a large original stays on disk.
+        """
+        msg = cls(announced_size=announced_size, max_memory=max_memory)
+        msg.write(header)
+        for chunk in body:
+            msg.write(chunk)
+        return msg
 
     def read_all(self) -> bytes:
         """Return the whole message.  Only for small messages and tests."""

@@ -169,6 +169,7 @@ class Server:
     esmtppassword: str | None = None
     tracepolls: bool = False
     badheader: BadHeader = BadHeader.REJECT
+    skip: bool = False  # a ``skip`` entry (configdump's 'active' is ``not skip``)
 
     @property
     def queryname(self) -> str:

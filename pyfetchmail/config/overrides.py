@@ -13,11 +13,13 @@ Invariants (fetchmail 6.4, spec section 1.3):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pyfetchmail.config.model import Auth, BadHeader, Protocol
 
-__all__ = ["CommandLineOptions"]
+__all__ = ["CommandLineOptions", "apply_overrides", "apply_run_overrides"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +101,118 @@ class CommandLineOptions:
     servers: tuple[str, ...] = ()
     # The raw argument vector (for the "can't accept options" report and re-exec)
     argv: tuple[str, ...] = ()
+
+
+# CLI option -> raw rc key, for plain "replace if given" scalars.
+_SERVER_SCALARS = {
+    "protocol": "protocol",
+    "service": "service",
+    "envelope": "envelope",
+    "qvirtual": "qvirtual",
+    "principal": "principal",
+    "interface": "interface",
+    "monitor": "monitor",
+    "plugin": "plugin",
+    "plugout": "plugout",
+}
+_USER_SCALARS = {
+    "username": "remote",
+    "keep": "keep",
+    "limit": "limit",
+    "warnings": "warnings",
+    "batchlimit": "batchlimit",
+    "fetchlimit": "fetchlimit",
+    "fetchsizelimit": "fetchsizelimit",
+    "fastuidl": "fastuidl",
+    "expunge": "expunge",
+    "smtpaddress": "smtpaddress",
+    "smtpname": "smtpname",
+    "mda": "mda",
+    "bsmtp": "bsmtp",
+    "sslkey": "sslkey",
+    "sslcert": "sslcert",
+    "sslproto": "sslproto",
+    "sslcertck": "sslcertck",
+    "sslcertfile": "sslcertfile",
+    "sslcertpath": "sslcertpath",
+    "sslcommonname": "sslcommonname",
+    "sslfingerprint": "sslfingerprint",
+}
+# Switches that can only turn something on (fetchmail: force-merge of non-zero).
+_USER_SWITCHES = {
+    "fetchall": "fetchall",
+    "flush": "flush",
+    "limitflush": "limitflush",
+    "idle": "idle",
+    "lmtp": "lmtp",
+    "ssl": "ssl",
+}
+_USER_LISTS = {
+    "folders": "mailboxes",
+    "smtphosts": "smtphunt",
+    "fetchdomains": "fetchdomains",
+    "antispam": "antispam",
+}
+
+
+def apply_overrides(
+    server: Mapping[str, Any], user: Mapping[str, Any], options: CommandLineOptions
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return copies of one query's raw *server* and *user* options with *options* forced.
+
+    The mappings hold only what the rc file set (keys are model field names);
+    a key present from the command line wins over everything.  List options
+    are appended to the rc lists.  ``--auth any`` and ``--bad-header reject``
+    are fetchmail's "zero" values and therefore do not override (as in 6.4);
+    ``-t 0`` forces the default timeout.
+    """
+    srv = dict(server)
+    usr = {k: list(v) if isinstance(v, list) else v for k, v in user.items()}
+    for opt, key in _SERVER_SCALARS.items():
+        value = getattr(options, opt)
+        if value is not None:
+            srv[key] = value
+    if options.uidl:
+        srv["uidl"] = True
+    if options.tracepolls:
+        srv["tracepolls"] = True
+    if options.auth is not None and options.auth is not Auth.ANY:
+        srv["auth"] = options.auth
+    if options.bad_header is BadHeader.ACCEPT:
+        srv["badheader"] = BadHeader.ACCEPT
+    if options.timeout is not None:
+        srv["timeout"] = options.timeout if options.timeout > 0 else -1
+    for opt, key in _USER_SCALARS.items():
+        value = getattr(options, opt)
+        if value is not None:
+            usr[key] = value
+    for opt, key in _USER_SWITCHES.items():
+        if getattr(options, opt):
+            usr[key] = True
+    if options.norewrite:
+        usr["rewrite"] = False
+    for opt, key in _USER_LISTS.items():
+        values = getattr(options, opt)
+        if values:
+            usr[key] = [*usr.get(key, []), *values]
+    return srv, usr
+
+
+def apply_run_overrides(run: Mapping[str, Any], options: CommandLineOptions) -> dict[str, Any]:
+    """Return a copy of the raw ``set`` globals *run* with the command-line globals forced."""
+    out = dict(run)
+    for opt in ("logfile", "idfile", "pidfile", "postmaster", "syslog", "softbounce"):
+        value = getattr(options, opt)
+        if value is not None:
+            out[opt] = value
+    if options.daemon is not None and options.daemon >= 0:
+        out["poll_interval"] = options.daemon
+    if options.invisible:
+        out["invisible"] = True
+    if options.showdots:
+        out["showdots"] = True
+    if options.nobounce:
+        out["bouncemail"] = False
+    if options.check:
+        out["poll_interval"] = 0  # -c and daemon mode do not mix
+    return out

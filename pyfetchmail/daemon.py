@@ -1,0 +1,456 @@
+"""Running pyfetchmail: the single run and the daemon loop (spec sections 4, 7).
+
+:func:`run` is called by :func:`pyfetchmail.cli.main` after option and rc
+parsing.  In order it:
+
+1. sets up logging (:mod:`pyfetchmail.log`) and umask 077;
+2. applies the second-invocation rules when another instance holds the lock
+   (:func:`pyfetchmail.lock.handle_running_instance`: ``--quit``, wake-up,
+   refusals) — before any password is asked for, so waking a daemon never
+   prompts;
+3. resolves the password of every active query
+   (:mod:`pyfetchmail.auth.credentials`), prompting in the foreground;
+4. in daemon mode (``-d N``/``set daemon N``, not ``-c``, not ``-d 0``)
+   detaches unless ``-N``: fork, setsid, fork (the parent exits 0), stdin
+   from ``/dev/null``, stdout/stderr to the logfile or ``/dev/null``,
+   ``chdir /``, SIGHUP ignored (non-root);
+5. creates the lock (PID, plus the interval for a daemon) and runs cycles
+   (:class:`pyfetchmail.runner.CycleRunner`): one for a single run, else
+   cycle / sleep / cycle until a stop signal, with SIGUSR1 wake-ups;
+6. at the start of every cycle checks the rc file's mtime and, when it
+   changed, re-executes ``python -m pyfetchmail`` with the original
+   arguments from the original directory (same PID; the new process finds
+   its own PID in the lock and takes it over) — not for ``-f -``;
+7. on SIGTERM/SIGINT/SIGQUIT logs ``terminated with signal N``, saves state,
+   removes the lock and returns the last status.
+
+IDLE queries (``idle`` with IMAP) are handed to :func:`pyfetchmail.idle.run_idle`
+when that module is present, one thread each, and share the stop event.
+
+Invariants: the lock is removed on every way out of :func:`run` that created
+it, except a re-exec (which keeps it for the same PID); no exception other
+than a :class:`~pyfetchmail.errors.FetchmailError` from setup (bad logfile,
+missing password, lock failure) leaves this function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pyfetchmail import __version__
+from pyfetchmail.auth.credentials import resolve_password
+from pyfetchmail.config.model import Config, Query
+from pyfetchmail.config.overrides import CommandLineOptions
+from pyfetchmail.errors import FetchmailError, LocalIOError
+from pyfetchmail.exitcodes import ExitCode, aggregate
+from pyfetchmail.lock import PidLock, handle_running_instance, read_lock
+from pyfetchmail.log import reset_logging, setup_logging
+from pyfetchmail.notices import Notice, send_notice
+from pyfetchmail.runner import CycleRunner, PollFunc
+from pyfetchmail.signals import SignalState, Terminated, WakeReason
+
+__all__ = ["LoadResultLike", "run"]
+
+log = logging.getLogger(__name__)
+
+
+class LoadResultLike(Protocol):
+    """What :func:`run` needs of ``config.rcfile.LoadResult``."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def rcfile(self) -> str: ...
+    @property
+    def rcfile_exists(self) -> bool: ...
+    @property
+    def identity(self) -> Any: ...
+
+
+def _daemon_interval(result: LoadResultLike, options: CommandLineOptions) -> int:
+    if options.check:
+        return 0
+    if options.daemon is not None:
+        return max(options.daemon, 0)
+    return max(result.config.run.poll_interval, 0)
+
+
+def _rc_mtime(result: LoadResultLike) -> float | None:
+    if result.rcfile in ("", "-") or not result.rcfile_exists:
+        return None
+    try:
+        return os.stat(result.rcfile).st_mtime
+    except OSError:
+        return None
+
+
+def _reexec(result: LoadResultLike, options: CommandLineOptions, cwd: str) -> None:
+    """Replace this process by a fresh ``python -m pyfetchmail`` (same PID)."""
+    log.info("restarting pyfetchmail (%s changed)", result.rcfile)
+    for handler in logging.getLogger("pyfetchmail").handlers:
+        handler.flush()
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)
+    argv = [sys.executable, "-m", "pyfetchmail", *options.argv]
+    os.execv(sys.executable, argv)
+
+
+def _detach(logfile: str | None) -> None:
+    """Become a daemon: double fork, new session, standard fds redirected."""
+    for signum in (signal.SIGTTOU, signal.SIGTTIN, signal.SIGTSTP):
+        signal.signal(signum, signal.SIG_IGN)
+    for handler in logging.getLogger("pyfetchmail").handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        if os.fork():
+            os._exit(0)
+        os.setsid()
+        # The session leader's exit would send SIGHUP to the orphaned group.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if os.fork():
+            os._exit(0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        out = devnull
+        if logfile:
+            with contextlib.suppress(OSError):
+                out = os.open(logfile, os.O_WRONLY | os.O_APPEND)
+        os.dup2(devnull, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.chdir("/")
+    except OSError as exc:
+        raise FetchmailError("Cannot detach into background. Aborting.") from exc
+
+
+class _TimeoutWatch(logging.Filter):
+    """Notices the engine reporting a timeout (fetchmail's "timeout after N seconds").
+
+    :func:`pyfetchmail.fetch.poll_query` returns only an exit status, and a
+    timeout shares SOCKET/ERROR with other failures; the wedging rule needs
+    to tell them apart, and the message text is fetchmail's stable wording.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+        self.last: dict[int, bool] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("timeout after"):
+            self.seen = True
+        return True
+
+    def timed_out(self, query: Query, _status: int) -> bool:
+        return self.last.get(id(query), False)
+
+
+def _engine_poll(
+    result: LoadResultLike,
+    options: CommandLineOptions,
+    store: Any,
+    daemon: bool,
+    watch: _TimeoutWatch,
+) -> PollFunc:
+    """The production poll function: :func:`pyfetchmail.fetch.poll_query`."""
+    fetch: Any = importlib.import_module("pyfetchmail.fetch")
+
+    def poll(query: Query, password: str | None) -> int:
+        ctx = fetch.PollContext(
+            run=result.config.run,
+            options=options,
+            identity=result.identity,
+            uidstore=store,
+            password=password,
+            daemon=daemon,
+        )
+        watch.seen = False
+        try:
+            return int(fetch.poll_query(query, ctx))
+        finally:
+            watch.last[id(query)] = watch.seen
+
+    return poll
+
+
+def _notifier(result: LoadResultLike) -> Callable[[Query, Notice], object]:
+    host = str(getattr(result.identity, "fetchmailhost", "") or "localhost")
+
+    def notify(query: Query, notice: Notice) -> object:
+        return send_notice(query, result.config.run, host, notice)
+
+    return notify
+
+
+def _load_store(result: LoadResultLike) -> Any:
+    mod: Any = importlib.import_module("pyfetchmail.uidstore")
+    path = result.config.run.idfile or getattr(result.identity, "idfile", None)
+    return mod.UidStore.load(path or None)
+
+
+def _save_store(store: Any, options: CommandLineOptions) -> None:
+    if store is None or options.check:
+        return
+    try:
+        store.save()
+    except (LocalIOError, OSError) as exc:
+        log.error("could not save the UID state: %s", exc)
+
+
+def _is_idle(query: Query) -> bool:
+    return query.user.idle and query.server.protocol.value == "imap"
+
+
+def _say_time(options: CommandLineOptions, syslog: bool) -> bool:
+    """fetchmail shows sleep/wake times when verbose, or on a terminal without syslog."""
+    try:
+        tty = sys.stdout.isatty()
+    except (ValueError, OSError):
+        tty = False
+    return options.verbose > 0 or (not options.silent and not syslog and tty)
+
+
+def run(
+    result: LoadResultLike,
+    options: CommandLineOptions,
+    *,
+    poll: PollFunc | None = None,
+    interactive: bool | None = None,
+) -> int:
+    """Run pyfetchmail once or as a daemon; return the exit status.
+
+    :param result: the loaded configuration (``config.rcfile.LoadResult``).
+    :param options: the command line.
+    :param poll: per-query poll function (tests); default the fetch engine.
+    :param interactive: allow password prompts (``None``: iff stdin is a tty).
+    :raises FetchmailError: setup failed (logfile, password, lock, detach).
+    """
+    setup_logging(options, result.config.run)
+    try:
+        return _run(result, options, poll, interactive)
+    finally:
+        reset_logging()
+
+
+def _run(
+    result: LoadResultLike,
+    options: CommandLineOptions,
+    poll: PollFunc | None,
+    interactive: bool | None,
+) -> int:
+    config = result.config
+    run_ctl = config.run
+    os.umask(0o077)
+    cwd = os.getcwd()
+    rc_mtime = _rc_mtime(result)
+    pidfile = run_ctl.pidfile or getattr(result.identity, "pidfile", "")
+    verdict = handle_running_instance(options, pidfile)
+    if verdict is not None:
+        return verdict
+
+    interval = _daemon_interval(result, options)
+    daemon = interval > 0
+    queries = config.active_queries
+    passwords = tuple(
+        resolve_password(q, result.identity, interactive=interactive) for q in queries
+    )
+    if not (options.verbose and not daemon):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no passwords in core files
+
+    existing = read_lock(pidfile)
+    reexeced = existing is not None and existing.pid == os.getpid()
+    detached = daemon and not options.nodetach and not reexeced and os.getppid() != 1
+    if detached:
+        _detach(run_ctl.logfile)
+    detached = detached or (daemon and reexeced and not options.nodetach)
+
+    lock = PidLock(pidfile)
+    with SignalState(detached=detached) as sig:
+        lock.acquire(interval if daemon else None)
+        store = None
+        idle = _IdleThreads()
+        watch = _TimeoutWatch()
+        fetch_log = logging.getLogger("pyfetchmail.fetch")
+        fetch_log.addFilter(watch)
+        try:
+            if daemon:
+                log.info("starting pyfetchmail %s daemon", __version__)
+            store = _load_store(result) if poll is None else None
+            idle_mod = _idle_module(queries)
+            regular = [i for i, q in enumerate(queries) if idle_mod is None or not _is_idle(q)]
+            runner = CycleRunner(
+                queries=tuple(queries[i] for i in regular),
+                passwords=tuple(passwords[i] for i in regular),
+                poll=poll or _engine_poll(result, options, store, daemon, watch),
+                daemon=daemon,
+                verbose=options.verbose,
+                timed_out=watch.timed_out,
+                notify=None if poll is not None else _notifier(result),
+            )
+            if idle_mod is not None:
+                idle.start(idle_mod, result, options, queries, passwords, store, daemon, sig)
+            status = _loop(result, options, runner, sig, interval, rc_mtime, cwd, store, idle)
+        finally:
+            idle.stop()
+            fetch_log.removeFilter(watch)
+            _save_store(store, options)
+            lock.release()
+    return status
+
+
+def _loop(
+    result: LoadResultLike,
+    options: CommandLineOptions,
+    runner: CycleRunner,
+    sig: SignalState,
+    interval: int,
+    rc_mtime: float | None,
+    cwd: str,
+    store: Any,
+    idle: _IdleThreads,
+) -> int:
+    """Cycles until done; returns the exit status."""
+    last: int | None = None
+    syslog = result.config.run.syslog
+    while True:
+        if rc_mtime is not None:
+            now_mtime = _rc_mtime(result)
+            if now_mtime is not None and now_mtime > rc_mtime:
+                _save_store(store, options)
+                _reexec(result, options, cwd)
+        partial: list[int] = []
+        try:
+            with sig.polling():
+                last = runner.cycle(partial)
+        except Terminated:
+            if partial:
+                last = aggregate(partial)
+            break
+        _save_store(store, options)
+        if interval <= 0:
+            # fetchmail stays in IDLE until it is stopped; run_idle returns
+            # by itself when the server cannot IDLE.
+            while idle.threads:
+                reason = sig.sleep(3600.0, done=idle.finished)
+                if reason is WakeReason.WAKE:
+                    sig.take_wake()
+                    idle.wake()
+                elif reason is not WakeReason.TIMEOUT:
+                    break
+            break
+        if runner.all_wedged:
+            log.error("All connections are wedged.  Exiting.")
+            return int(ExitCode.AUTHFAIL)
+        if _say_time(options, syslog):
+            log.info("sleeping at %s for %d seconds", time.strftime("%c"), interval)
+        reason = sig.sleep(interval)
+        if reason is WakeReason.STOP:
+            break
+        if reason is WakeReason.WAKE:
+            signum = sig.take_wake()
+            if not options.silent:
+                log.info("awakened by signal %d", signum or signal.SIGUSR1)
+            runner.unwedge()
+            idle.wake()
+        if _say_time(options, syslog):
+            log.info("awakened at %s", time.strftime("%c"))
+    if sig.stop_signum is not None:
+        log.info("terminated with signal %d", sig.stop_signum)
+    return last if last is not None else int(ExitCode.SUCCESS)
+
+
+def _idle_module(queries: tuple[Query, ...]) -> Any:
+    """``pyfetchmail.idle`` if some query wants IMAP IDLE and it is available."""
+    if not any(_is_idle(q) for q in queries):
+        return None
+    try:
+        return importlib.import_module("pyfetchmail.idle")
+    except ImportError:
+        log.warning("IMAP IDLE is not available in this build; polling instead")
+        return None
+
+
+class _IdleThreads:
+    """The IDLE threads of this run, the event that stops them, their wake events."""
+
+    def __init__(self) -> None:
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.wakes: list[threading.Event] = []
+
+    def start(
+        self,
+        idle_mod: Any,
+        result: LoadResultLike,
+        options: CommandLineOptions,
+        queries: tuple[Query, ...],
+        passwords: tuple[str | None, ...],
+        store: Any,
+        daemon: bool,
+        sig: SignalState,
+    ) -> None:
+        """Start one thread per IDLE query running ``idle.run_idle``."""
+        fetch: Any = importlib.import_module("pyfetchmail.fetch")
+        for query, password in zip(queries, passwords, strict=True):
+            if not _is_idle(query):
+                continue
+            ctx = fetch.PollContext(
+                run=result.config.run,
+                options=options,
+                identity=result.identity,
+                uidstore=store,
+                password=password,
+                daemon=daemon,
+            )
+            wake = threading.Event()
+            thread = threading.Thread(
+                target=self._guard,
+                args=(idle_mod.run_idle, query, ctx, wake, sig),
+                name=f"idle {query.label}",
+                daemon=True,
+            )
+            self.wakes.append(wake)
+            self.threads.append(thread)
+            thread.start()
+
+    def _guard(
+        self,
+        run_idle: Callable[..., Any],
+        query: Query,
+        ctx: Any,
+        wake: threading.Event,
+        sig: SignalState,
+    ) -> None:
+        try:
+            run_idle(query, ctx, stop=self.stop_event, wake=wake)
+        except Exception:
+            log.exception("IDLE loop for %s ended with an internal error", query.label)
+        finally:
+            sig.poke()  # a single run waits for the IDLE loops to end
+
+    def finished(self) -> bool:
+        """True when every IDLE loop has returned."""
+        return not any(t.is_alive() for t in self.threads)
+
+    def wake(self) -> None:
+        """Pass a SIGUSR1 wake-up on to every IDLE loop."""
+        for event in self.wakes:
+            event.set()
+
+    def stop(self) -> None:
+        """Ask every IDLE loop to end and wait (bounded) for it."""
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=10.0)

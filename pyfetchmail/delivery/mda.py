@@ -1,0 +1,184 @@
+"""MDA sink: pipe each message into a local delivery command (spec §6.4).
+
+Responsibility: ``%T``/``%s``/``%F`` expansion, running the command through
+``/bin/sh -c`` as fetchmail does (so redirections and pipes in the rc keep
+working), feeding the message on stdin, and turning the exit status into an
+outcome.
+
+Invariants:
+- Every expansion is wrapped in single quotes and any ``'`` in the value is
+  replaced by ``_`` (fetchmail-compatible).  Inside single quotes the shell
+  gives no character a meaning, newlines included, so hostile ``From:``
+  or ``To:`` text (``$(...)``, backticks, ``;``) cannot run commands.
+  Where the user put the expansion inside quotes of their own we close and
+  reopen them around ours (see :func:`expand_mda`); ``'%T'`` itself is
+  refused as fetchmail does, with a :class:`ConfigError` at construction.
+- ``%T`` expands to each recipient quoted separately (``'a' 'b'``); fetchmail
+  quoted the whole space-separated list as one word, which is the same for a
+  single recipient and was useless for several.
+- One process per message; ACCEPTED only on exit status 0 *and* the whole
+  message written.  A non-zero status, a signal, a timeout or a closed
+  stdin is TEMPFAIL: the message stays on the server.
+- The message is streamed (bounded memory); with ``stripcr`` (the default
+  with an MDA) CRLF becomes LF.  Dot-stuffing is already undone upstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+
+from pyfetchmail.config.model import Query, RunControl
+from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome
+from pyfetchmail.errors import ConfigError
+from pyfetchmail.message import SpooledMessage
+
+__all__ = ["MdaDelivery", "check_mda_quoting", "expand_mda", "strip_cr"]
+
+log = logging.getLogger(__name__)
+
+_EXPANSION = re.compile(r"%([TsF])")
+_WRITE_CHUNK = 256 * 1024
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "_") + "'"
+
+
+def check_mda_quoting(command: str) -> None:
+    """Refuse an MDA string where an expansion is itself single-quoted.
+
+    Raises :class:`ConfigError`: the user's own quotes would close ours and
+    expose the expanded (untrusted) text to the shell.
+    """
+    for match in _EXPANSION.finditer(command):
+        if match.start() > 0 and command[match.start() - 1] == "'":
+            raise ConfigError(
+                f"MDA option contains single-quoted %{match.group(1)} expansion. "
+                "Refusing to deliver. Check the manual and fix your mda option."
+            )
+
+
+def expand_mda(command: str, recipients: Sequence[str], sender: str) -> str:
+    """Expand ``%T``/``%s`` (recipients) and ``%F`` (sender) in *command*.
+
+    ``%%`` is not an escape (fetchmail leaves it as is); other ``%x`` stay.
+    The shell quoting context of each expansion is tracked: inside the
+    user's double or single quotes we close them around our single-quoted
+    value (``"a%Tb"`` becomes ``"a"'joe'"b"``), so the value is never
+    subject to ``$(...)`` or backtick expansion there either.  fetchmail
+    inserted ``'joe'`` verbatim, which inside double quotes passed the
+    quote characters on and left ``$(...)`` live.
+    """
+    out: list[str] = []
+    context = ""  # "", "'" or '"': the quote we are inside
+    i = 0
+    while i < len(command):
+        ch = command[i]
+        if ch == "\\" and context != "'":
+            out.append(command[i : i + 2])
+            i += 2
+            continue
+        if ch == "%" and command[i + 1 : i + 2] in ("T", "s", "F"):
+            if command[i + 1] == "F":
+                value = _quote(sender)
+            else:
+                value = " ".join(_quote(r) for r in recipients) or "''"
+            out.append(f"{context}{value}{context}")
+            i += 2
+            continue
+        if ch in "'\"" and context in ("", ch):
+            context = "" if context == ch else ch
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def strip_cr(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Turn CRLF into LF, also when the pair straddles two chunks."""
+    held = b""
+    for chunk in chunks:
+        data = held + chunk
+        held = b""
+        if data.endswith(b"\r"):
+            data, held = data[:-1], b"\r"
+        yield data.replace(b"\r\n", b"\n")
+    if held:
+        yield held
+
+
+class MdaDelivery:
+    """Deliver each message by running the query's ``mda`` command.
+
+    *timeout* (seconds) bounds one MDA run; default the server ``timeout``.
+    """
+
+    def __init__(self, query: Query, run: RunControl, *, timeout: float | None = None) -> None:
+        if query.user.mda is None:
+            raise ValueError("MdaDelivery needs an mda command")
+        check_mda_quoting(query.user.mda)
+        self.command = query.user.mda
+        self.query = query
+        self.run = run
+        self.timeout = float(timeout if timeout is not None else query.server.timeout)
+
+    def close(self) -> None:
+        """Nothing to close: one process per message."""
+
+    def deliver(self, message: SpooledMessage, envelope: Envelope) -> DeliveryResult:
+        """Run the MDA once for *message*; exit 0 means delivered."""
+        recipients = envelope.recipients or ((self.run.postmaster,) if self.run.postmaster else ())
+        command = expand_mda(self.command, recipients, envelope.sender)
+        log.debug("about to deliver with: %s", command)
+        try:
+            proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE)
+        except OSError as exc:
+            return DeliveryResult(Outcome.TEMPFAIL, 0, f"cannot run MDA: {exc}", where="MDA")
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            proc.kill()
+
+        timer = threading.Timer(self.timeout, expire)
+        timer.start()
+        write_error: str | None = None
+        try:
+            write_error = self._feed(proc, message)
+            status = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if timed_out.is_set():
+            text = f"timeout after {self.timeout:g} seconds waiting for MDA."
+        elif status < 0:
+            text = f"MDA died of signal {-status}"
+        elif status > 0:
+            text = f"MDA returned nonzero status {status}"
+        elif write_error is not None:
+            text = f"MDA closed its input early: {write_error}"
+        else:
+            return DeliveryResult(Outcome.ACCEPTED, 0, "", where="MDA")
+        log.warning("%s", text)
+        return DeliveryResult(Outcome.TEMPFAIL, 0, text, where="MDA")
+
+    def _feed(self, proc: subprocess.Popen[bytes], message: SpooledMessage) -> str | None:
+        assert proc.stdin is not None
+        chunks: Iterable[bytes] = message.iter_chunks(_WRITE_CHUNK)
+        if self.query.user.effective_stripcr:
+            chunks = strip_cr(chunks)
+        try:
+            for chunk in chunks:
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+        except (BrokenPipeError, OSError) as exc:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            return str(exc) or type(exc).__name__
+        return None

@@ -1,0 +1,331 @@
+"""The fetch engine: poll one query (account), safely.
+
+:func:`poll_query` connects, processes every folder and logs out, returning
+the query's :class:`~pyfetchmail.exitcodes.ExitCode`;
+:func:`process_session` does the work on an already-open session (the IMAP
+IDLE loop calls it after each wake-up).  Decisions come from
+:mod:`pyfetchmail.policy`; state lives in :mod:`pyfetchmail.uidstore`; the
+per-session executor is :mod:`pyfetchmail.fetch_session`.
+
+Mail-safety rules (each has a test in ``tests/unit/test_fetch_safety.py``):
+
+Rule 1. No deletion mark before positive acknowledgement.  A message is
+   deleted only when the sink returned ``Outcome.ACCEPTED`` (SMTP 250, LMTP
+   250 for every recipient, MDA exit 0), or it was refused permanently with
+   ``no softbounce``, or ``flush``/``limitflush`` say so (spec §6.8).
+Rule 2. Record before acting.  After acknowledgement the UID is recorded as
+   delivered (POP3: seen in ``.fetchids`` *and* pending deletion in the
+   sidecar; IMAP: delivered + pending for the folder's UIDVALIDITY) and made
+   durable (journal append + fdatasync, :meth:`UidStore.record`) *before*
+   DELE / STORE ``\\Deleted`` / STORE ``\\Seen`` is sent: after every message,
+   not once per poll.  Full atomic saves (tmp, fsync, rename, fsync dir)
+   fold the journal in at the end of each folder and after QUIT.
+Rule 3. A UID recorded as delivered is never delivered again.  If it is still
+   on the server (a kill before QUIT/EXPUNGE, a lost connection), the next
+   poll deletes it without fetching it (with ``keep``: leaves it alone).
+   fetchmail's "deleted, but still present" limbo does not exist here.
+Rule 4. Pending-deletion records are dropped only after the deletion is
+   durable: POP3 after QUIT answered ``+OK`` (RFC 1939 §6: DELE is applied
+   at QUIT), IMAP after EXPUNGE completed.
+Rule 5. Hence a kill -9 at any instant loses nothing and duplicates at most
+   the one message in flight (acknowledged by the sink, not yet recorded).
+   A failing state write (:class:`~pyfetchmail.errors.LocalIOError`) stops
+   the query before the deletion: a duplicate later, never a loss.
+Rule 6. ``-c`` (check) never writes state and never fetches a body.
+
+IMAP "new" rules: default mode (fetchmail compatible) — new iff not ``\\Seen``
+and not recorded as delivered for the current UIDVALIDITY; UID mode (``uidl``
+on an IMAP query) — new iff the UID is not recorded.  With no recorded
+UIDVALIDITY, or a changed one (RFC 3501 §2.3.1.1: all UIDs are then
+meaningless), the pass falls back to ``\\Seen`` instead of refetching the
+whole folder, and the folder is re-recorded under the new UIDVALIDITY.
+
+Bounces: a refused message is bounced at most once; bounced UIDs are kept in
+the sidecar, so ``softbounce`` (which keeps the message) never re-bounces it.
+Exit status: SUCCESS when at least one message was fetched (fetchmail counts
+fetched, not acknowledged, messages), NOMAIL otherwise, MAXFETCH when
+``fetchlimit`` stopped the poll, the error's code when the poll failed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pyfetchmail import fetch_report as report
+from pyfetchmail.config.model import Query, RunControl
+from pyfetchmail.config.overrides import CommandLineOptions
+from pyfetchmail.delivery.base import Delivery
+from pyfetchmail.errors import (
+    DeliveryError,
+    DNSError,
+    FetchmailError,
+    LocalIOError,
+    ServerLockBusy,
+)
+from pyfetchmail.exitcodes import ExitCode
+from pyfetchmail.fetch_session import (
+    BounceRequest,
+    DeliverySink,
+    MessageOrigin,
+    OversizedMessage,
+    PollStats,
+    PreparedLike,
+    SessionRun,
+)
+from pyfetchmail.message import SpooledMessage
+from pyfetchmail.protocols.base import MailSession, MailSource
+from pyfetchmail.uidstore import UidStore
+
+__all__ = [
+    "BounceRequest",
+    "MessageOrigin",
+    "OversizedMessage",
+    "PollContext",
+    "PollStats",
+    "poll_query",
+    "process_session",
+]
+
+log = logging.getLogger(__name__)
+
+#: fetchmail retries a LOCKBUSY between POP3 ``expunge`` sub-sessions 5 times, 3 s apart.
+RELOCK_TRIES = 5
+RELOCK_PAUSE = 3.0
+#: ``Too many mails skipped`` threshold (spec §6.8 step 7).
+TRANSIENT_REPORT = 20
+
+
+def _default_source(query: Query, password: str | None, ctx: PollContext) -> MailSource:
+    from pyfetchmail.sources import open_source
+
+    return open_source(query, password, ctx)
+
+
+def _default_delivery(query: Query, ctx: PollContext, truename: str) -> Delivery:
+    mod: Any = importlib.import_module("pyfetchmail.delivery.factory")
+    delivery: Delivery = mod.make_delivery(
+        query, ctx.run, ctx.fetchmailhost, server_truename=truename
+    )
+    return delivery
+
+
+def _default_prepare(
+    msg: SpooledMessage,
+    query: Query,
+    ctx: PollContext,
+    origin: MessageOrigin,
+    previous_digest: bytes | None,
+) -> PreparedLike:
+    mod: Any = importlib.import_module("pyfetchmail.delivery.prepare")
+    prepared: PreparedLike = mod.prepare_message(
+        msg, query, ctx.run, mod.TraceInfo(**asdict(origin)), previous_digest=previous_digest
+    )
+    return prepared
+
+
+def _default_bounce(req: BounceRequest, ctx: PollContext) -> None:
+    try:
+        mod: Any = importlib.import_module("pyfetchmail.delivery.bounce")
+    except ImportError:
+        log.warning("bounce for %s not sent: bounce support is not available", req.query.label)
+        return
+    try:
+        mod.send_bounce(
+            req.message,
+            req.envelope,
+            req.result,
+            query=req.query,
+            run=ctx.run,
+            fetchmailhost=req.fetchmailhost,
+            reason=req.reason,
+        )
+    except (FetchmailError, OSError) as exc:
+        log.warning("bounce for %s could not be sent: %s", req.query.label, exc)
+
+
+def _default_truename(query: Query) -> str:
+    """Canonical DNS name of the server (spec §5.1); the queryname with ``no dns``."""
+    name = query.server.queryname
+    if not query.server.dns or query.server.plugin:
+        return name
+    try:
+        infos = socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME)
+    except (OSError, UnicodeError) as exc:
+        raise DNSError(
+            f"couldn't find canonical DNS name of {query.server.pollname} ({name}): {exc}"
+        ) from exc
+    return next((info[3] for info in infos if info[3]), name)
+
+
+@dataclass(frozen=True, slots=True)
+class PollContext:
+    """Everything a poll needs besides the query; tests inject fakes for the factories."""
+
+    run: RunControl
+    options: CommandLineOptions
+    identity: Any  # pyfetchmail.config.env.Identity
+    uidstore: UidStore
+    password: str | None = None
+    daemon: bool = False
+    source_factory: Callable[[Query, str | None, PollContext], MailSource] = _default_source
+    delivery_factory: Callable[[Query, PollContext, str], Delivery] = _default_delivery
+    prepare: Callable[
+        [SpooledMessage, Query, PollContext, MessageOrigin, bytes | None], PreparedLike
+    ] = _default_prepare
+    bounce: Callable[[BounceRequest, PollContext], None] = _default_bounce
+    resolve_truename: Callable[[Query], str] = _default_truename
+    sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def fetchmailhost(self) -> str:
+        """This host's name as used in Received headers and bounces."""
+        name = getattr(self.identity, "fetchmailhost", None)
+        return str(name) if name else socket.gethostname()
+
+
+def process_session(
+    session: MailSession,
+    query: Query,
+    ctx: PollContext,
+    *,
+    truename: str | None = None,
+    fetch_budget: int | None = None,
+    split_after: int = 0,
+    sink: DeliverySink | None = None,
+) -> PollStats:
+    """Process every folder of *query* on the open *session*; the caller closes it.
+
+    *fetch_budget* is what remains of ``fetchlimit`` (``None``: no limit);
+    *split_after* stops after that many fetched messages with
+    ``split_pending`` set (POP3 ``expunge N``).  Without *sink* a delivery
+    is opened on first use and closed before returning (IMAP closes the SMTP
+    connection before it IDLEs, spec §5.3).  POP3 UIDs in
+    :attr:`PollStats.uncommitted` become durable only at QUIT: pass the
+    result to :func:`commit_pop3` after ``session.close(commit=True)``.
+    """
+    if fetch_budget is None and query.user.fetchlimit > 0:
+        fetch_budget = query.user.fetchlimit
+    own_sink = sink is None
+    active = sink or DeliverySink(query, ctx, truename or query.server.queryname)
+    try:
+        return SessionRun(
+            session,
+            query,
+            ctx,
+            truename=truename or query.server.queryname,
+            sink=active,
+            fetch_budget=fetch_budget,
+            split_after=split_after,
+        ).run()
+    finally:
+        if own_sink:
+            active.close()
+
+
+def commit_pop3(stats: PollStats, query: Query, ctx: PollContext) -> None:
+    """Rule 4 for POP3: after QUIT ``+OK``, drop records of messages now gone."""
+    if ctx.options.check:
+        return
+    store, remote, host = ctx.uidstore, query.user.remote, query.server.queryname
+    gone = set(stats.uncommitted)
+    store.forget(remote, host, gone)
+    if stats.present is not None:
+        still = set(stats.present) - gone
+        store.retain_only(remote, host, still)  # fetchmail's new list replaces the old
+        store.update_folder(remote, host, None, keep_only=still)
+    else:
+        store.update_folder(remote, host, None, drop=gone)
+    store.save()
+
+
+def _close(session: MailSession, *, commit: bool) -> None:
+    """Best-effort close after a failure; its own errors must not hide the first one."""
+    try:
+        session.close(commit=commit)
+    except (FetchmailError, OSError) as exc:
+        log.debug("closing the session failed: %s", exc)
+
+
+def _open(source: MailSource, ctx: PollContext, *, retry_lock: bool) -> MailSession:
+    tries = RELOCK_TRIES if retry_lock else 1
+    for attempt in range(1, tries + 1):
+        try:
+            return source.open()
+        except ServerLockBusy:
+            if attempt == tries:
+                raise
+            ctx.sleep(RELOCK_PAUSE)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def poll_query(query: Query, ctx: PollContext) -> int:
+    """Poll *query* once: connect, fetch, deliver, delete, log out.  Returns an ExitCode."""
+    user = query.user
+    fetched = new = transient = 0
+    limit_hit = False
+    split = 0
+    try:
+        truename = ctx.resolve_truename(query)
+        source = ctx.source_factory(query, ctx.password, ctx)
+        sink = DeliverySink(query, ctx, truename)
+        try:
+            first = True
+            while True:
+                session = _open(source, ctx, retry_lock=not first)
+                first = False
+                if session.protocol_name.upper() != "IMAP" and (not user.keep or user.flush):
+                    split = user.expunge or 0
+                budget = user.fetchlimit - fetched if user.fetchlimit > 0 else None
+                try:
+                    stats = process_session(
+                        session, query, ctx, truename=truename,
+                        fetch_budget=budget, split_after=split, sink=sink,
+                    )  # fmt: skip
+                except (DeliveryError, LocalIOError):
+                    # Our side failed, the connection is fine: QUIT commits only
+                    # deletions already recorded (Rule 2), so commit them.
+                    _close(session, commit=True)
+                    raise
+                except BaseException:
+                    _close(session, commit=False)
+                    raise
+                session.close(commit=True)
+                if session.protocol_name.upper() != "IMAP":
+                    commit_pop3(stats, query, ctx)
+                fetched += stats.fetched
+                new += stats.new
+                transient += stats.transient
+                if stats.fetchlimit_reached:
+                    limit_hit = True
+                    log.info(
+                        "%s",
+                        report.fetchlimit_line(
+                            user.fetchlimit, stats.fetchlimit_left, truename, user.remote
+                        ),
+                    )
+                if not stats.split_pending:
+                    break
+        finally:
+            sink.close()
+    except FetchmailError as exc:
+        log.error("%s", exc)
+        return int(exc.exit_code)
+    finally:
+        if transient > TRANSIENT_REPORT:
+            log.warning(
+                "%s",
+                report.too_many_transient_line(
+                    transient, f"{user.remote} at {query.server.pollname}"
+                ),
+            )
+    if ctx.options.check:
+        return int(ExitCode.SUCCESS if new > 0 else ExitCode.NOMAIL)
+    if limit_hit:
+        return int(ExitCode.MAXFETCH)
+    return int(ExitCode.SUCCESS if fetched > 0 else ExitCode.NOMAIL)

@@ -1,0 +1,604 @@
+"""The executor behind :func:`pyfetchmail.fetch.process_session`: one open session.
+
+For every folder: select → decide (:mod:`pyfetchmail.policy`) → act on
+messages that need no fetch (pending deletions, ``flush``, oversized) →
+retrieve → prepare → deliver → decide → record → act.  The safety
+invariants it keeps are stated in :mod:`pyfetchmail.fetch`; the places that
+implement them are marked "Rule N".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from pyfetchmail import fetch_report as report
+from pyfetchmail import policy
+from pyfetchmail.delivery.base import Delivery, DeliveryResult, Envelope, Outcome
+from pyfetchmail.errors import FetchmailError, ServerError
+from pyfetchmail.message import SpooledMessage
+from pyfetchmail.policy import Action, Fate, Selection
+from pyfetchmail.protocols.base import FolderListing, MailSession, MessageRef
+
+if TYPE_CHECKING:
+    from pyfetchmail.config.model import Query
+    from pyfetchmail.fetch import PollContext
+
+__all__ = [
+    "BounceRequest",
+    "DeliverySink",
+    "MessageOrigin",
+    "OversizedMessage",
+    "PollStats",
+    "PreparedLike",
+    "SessionRun",
+]
+
+log = logging.getLogger(__name__)
+
+#: IMAP re-poll passes per folder after a pass that delivered something (§5.3 step 13).
+MAX_IMAP_PASSES = 5
+#: Consecutive per-message fetch errors tolerated before the session counts as broken.
+MAX_FAILURES_IN_A_ROW = 3
+
+
+class PreparedLike(Protocol):
+    """What :func:`pyfetchmail.delivery.prepare.prepare_message` returns."""
+
+    @property
+    def message(self) -> SpooledMessage: ...
+    @property
+    def envelope(self) -> Envelope: ...
+    @property
+    def warnings(self) -> Sequence[str]: ...
+    @property
+    def refused(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOrigin:
+    """Where a message came from; the fields of ``delivery.prepare.TraceInfo``."""
+
+    server_truename: str
+    server_address: str | None
+    protocol_name: str
+    fetchmailhost: str
+    pollname: str
+    remote: str
+    folder: str | None
+    folder_explicit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BounceRequest:
+    """A refused message to bounce (the engine decides, a bounce sender sends)."""
+
+    query: Query
+    message: SpooledMessage
+    envelope: Envelope
+    result: DeliveryResult
+    reason: str
+    fetchmailhost: str
+
+
+@dataclass(frozen=True, slots=True)
+class OversizedMessage:
+    """An oversized message left on (or flushed from) the server, for warning mails."""
+
+    folder: str | None
+    number: int
+    uid: str | None
+    size: int
+    flushed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PollStats:
+    """What one session (or a whole poll) did."""
+
+    messages: int = 0  # listed, all folders
+    new: int = 0  # new by the rules (counted also in -c mode)
+    fetched: int = 0  # retrieved from the server (fetchmail's "fetches")
+    delivered: int = 0
+    refused: int = 0
+    transient: int = 0
+    deleted: int = 0  # deletions confirmed by the server
+    oversized: tuple[OversizedMessage, ...] = ()
+    fetchlimit_reached: bool = False
+    fetchlimit_left: int = 0
+    split_pending: bool = False  # POP3 ``expunge N``: reconnect and go on
+    uncommitted: frozenset[str] = frozenset()  # POP3 UIDs DELE'd, durable after QUIT
+    present: frozenset[str] | None = None  # POP3 UIDs listed (None: some had none)
+
+
+class DeliverySink:
+    """Opens the query's Delivery on first use and closes it once."""
+
+    def __init__(self, query: Query, ctx: PollContext, truename: str) -> None:
+        self._query, self._ctx, self._truename = query, ctx, truename
+        self._delivery: Delivery | None = None
+
+    def get(self) -> Delivery:
+        if self._delivery is None:
+            self._delivery = self._ctx.delivery_factory(self._query, self._ctx, self._truename)
+        return self._delivery
+
+    def close(self) -> None:
+        if self._delivery is not None:
+            delivery, self._delivery = self._delivery, None
+            try:
+                delivery.close()
+            except (FetchmailError, OSError) as exc:
+                # Every message was acknowledged (or not) before this point.
+                log.debug("closing the delivery failed: %s", exc)
+
+
+@dataclass(slots=True)
+class _Counters:
+    messages: int = 0
+    new: int = 0
+    fetched: int = 0
+    delivered: int = 0
+    refused: int = 0
+    transient: int = 0
+    deleted: int = 0
+    oversized: list[OversizedMessage] = field(default_factory=list)
+    fetchlimit_reached: bool = False
+    fetchlimit_left: int = 0
+    split_pending: bool = False
+    uncommitted: set[str] = field(default_factory=set)
+    present: set[str] | None = None
+
+
+class SessionRun:
+    """Process every folder of *query* on an open *session*."""
+
+    def __init__(
+        self,
+        session: MailSession,
+        query: Query,
+        ctx: PollContext,
+        *,
+        truename: str,
+        sink: DeliverySink,
+        fetch_budget: int | None,
+        split_after: int,
+    ) -> None:
+        self.session, self.query, self.ctx = session, query, ctx
+        self.truename, self.sink = truename, sink
+        self.fetch_limit = fetch_budget  # None = no fetchlimit; spans folders
+        self.split_after = split_after  # 0 = no POP3 session splitting
+        self.c = _Counters()
+        user = query.user
+        self.remote, self.host = user.remote, query.server.queryname
+        self.imap = session.protocol_name.upper() == "IMAP"
+        self.check = ctx.options.check
+        self.flags = policy.Flags(
+            keep=user.keep,
+            flush=user.flush,
+            limitflush=user.limitflush,
+            softbounce=ctx.run.softbounce,
+            fetchall=user.fetchall,
+            limit=user.limit,
+        )
+        default_expunge = 1 if self.imap else 0
+        self.expunge_every = user.expunge if user.expunge is not None else default_expunge
+        self.store = ctx.uidstore
+        self._unexpunged: list[str] = []
+        self._state_key: str | None = None
+        self._uidvalidity: int | None = None  # of the folder being processed (IMAP)
+        self._previous_digest: bytes | None = None  # multidrop duplicate check
+
+    # -- driver ---------------------------------------------------------------
+
+    def run(self) -> PollStats:
+        folders: tuple[str | None, ...] = (None,)
+        if self.imap and self.query.user.mailboxes:
+            folders = self.query.user.mailboxes
+        for folder in folders:
+            passes = 0
+            while True:
+                passes += 1
+                delivered_before = self.c.delivered
+                self._folder_pass(folder, repoll=passes > 1)
+                again = (
+                    self.imap
+                    and not self.check
+                    and not self.flags.fetchall
+                    and self.c.delivered > delivered_before
+                    and passes < MAX_IMAP_PASSES
+                )
+                if self._stopped() or not again:
+                    break
+            if self._stopped():
+                break
+        c = self.c
+        return PollStats(
+            messages=c.messages,
+            new=c.new,
+            fetched=c.fetched,
+            delivered=c.delivered,
+            refused=c.refused,
+            transient=c.transient,
+            deleted=c.deleted,
+            oversized=tuple(c.oversized),
+            fetchlimit_reached=c.fetchlimit_reached,
+            fetchlimit_left=c.fetchlimit_left,
+            split_pending=c.split_pending,
+            uncommitted=frozenset(c.uncommitted),
+            present=frozenset(c.present) if c.present is not None else None,
+        )
+
+    def _stopped(self) -> bool:
+        return self.c.fetchlimit_reached or self.c.split_pending
+
+    # -- one folder -----------------------------------------------------------
+
+    def _folder_pass(self, folder: str | None, *, repoll: bool = False) -> None:
+        # fetchmail EXPUNGEs right after SELECT (§5.3 step 8); the IMAP source
+        # instead lists only UNDELETED messages, so leftovers of a run killed
+        # before its EXPUNGE are never fetched and their records are pruned.
+        listing = self.session.select(folder)
+        self._state_key = (folder or "INBOX") if self.imap else None
+        self._uidvalidity = listing.uidvalidity if self.imap else None
+        plan = self._decide(listing)
+        self.c.messages += listing.count
+        n_new = sum(1 for _, sel in plan if sel in (Selection.NEW, Selection.OVERSIZED))
+        self.c.new += n_new
+        label = report.account_label(
+            self.remote, self.truename, folder if self.query.user.mailboxes else None
+        )
+        if repoll and n_new == 0:
+            pass  # §5.3 step 13 re-check found nothing: stay quiet
+        elif listing.count == 0:
+            if not self.ctx.daemon or log.isEnabledFor(logging.DEBUG):
+                log.info("%s", report.no_mail_line(label))
+        else:
+            log.info(
+                "%s",
+                report.count_line(
+                    listing.count, listing.count - n_new, label, listing.total_octets
+                ),
+            )
+        if self.check:
+            return
+        for ref, sel in plan:
+            if sel is not Selection.NEW:
+                self._act_without_fetch(ref, sel, listing)
+        self._fetch_new([ref for ref, sel in plan if sel is Selection.NEW], listing)
+        self._end_of_folder(listing)
+
+    def _decide(self, listing: FolderListing) -> list[tuple[MessageRef, Selection]]:
+        out: list[tuple[MessageRef, Selection]] = []
+        if not self.imap:
+            seen = self.store.seen(self.remote, self.host)
+            pending = self.store.folder_state(self.remote, self.host).pending_delete
+            uids = {r.uid for r in listing.messages}
+            self.c.present = None if None in uids else {u for u in uids if u is not None}
+            for ref in listing.messages:
+                is_pending = ref.uid is not None and ref.uid in pending
+                new = policy.is_new_pop3(ref.uid, seen, fetchall=self.flags.fetchall)
+                out.append(
+                    (
+                        ref,
+                        policy.classify(
+                            new=new, pending=is_pending, size=ref.size, flags=self.flags
+                        ),
+                    )
+                )
+            return out
+        known, pending, baseline = self._imap_baseline(listing)
+        uid_mode = self.query.server.uidl
+        for ref in listing.messages:
+            is_pending = ref.uid is not None and ref.uid in pending
+            new = policy.is_new_imap(
+                ref.uid, ref.seen, known, fetchall=self.flags.fetchall,
+                uid_mode=uid_mode, baseline=baseline,
+            )  # fmt: skip
+            out.append(
+                (ref, policy.classify(new=new, pending=is_pending, size=ref.size, flags=self.flags))
+            )
+        if uid_mode and not baseline and not self.check and listing.uidvalidity is not None:
+            # UID mode baseline: what \Seen called old now stays old by UID.
+            old = {r.uid for r, s in out if s is Selection.OLD and r.uid is not None}
+            self._update(add_delivered=old)
+        return out
+
+    def _imap_baseline(self, listing: FolderListing) -> tuple[set[str], set[str], bool]:
+        """Known UIDs, pending deletions and whether a UID baseline exists.
+
+        Rule (documented in :mod:`pyfetchmail.fetch`): no recorded UIDVALIDITY
+        or a changed one means the recorded UIDs say nothing; that pass falls
+        back to ``\\Seen`` and the folder is re-recorded under the new value.
+        """
+        state = self.store.folder_state(self.remote, self.host, self._state_key)
+        uv = listing.uidvalidity
+        if uv is None:
+            return set(), set(), False
+        if state.uidvalidity == uv:
+            return state.delivered, state.pending_delete, True
+        if state.uidvalidity is not None:
+            log.warning(
+                "UIDVALIDITY of folder %s for %s at %s changed (%s -> %s); "
+                "using \\Seen flags for this pass",
+                self._state_key, self.remote, self.truename, state.uidvalidity, uv,
+            )  # fmt: skip
+        if not self.check:
+            self._update(uidvalidity=uv, reset=True)
+        return set(), set(), False
+
+    # -- messages that need no fetch ------------------------------------------
+
+    def _act_without_fetch(self, ref: MessageRef, sel: Selection, listing: FolderListing) -> None:
+        fate = {Selection.OLD: Fate.OLD, Selection.OVERSIZED: Fate.OVERSIZED}.get(sel, Fate.PENDING)
+        action = policy.disposition(fate, self.flags)
+        if sel is Selection.PENDING:
+            log.info(
+                "id=%s (num=%d) was delivered earlier but is still on the server; %s",
+                ref.uid, ref.number, "deleting it" if action is Action.DELETE else "keeping it",
+            )  # fmt: skip
+        if action is Action.DELETE:
+            self._delete(ref)
+        elif action is Action.MARK_SEEN:
+            self._mark_seen(ref, record=True)
+            self._update(drop_pending={ref.uid} if ref.uid else set())
+            self._save()
+        suffix = " flushed" if action is Action.DELETE else " not flushed"
+        if sel is Selection.OVERSIZED:
+            size = ref.size or 0
+            self.c.oversized.append(
+                OversizedMessage(listing.folder, ref.number, ref.uid, size, action is Action.DELETE)
+            )
+            log.info(
+                "%s",
+                report.skipping_line(
+                    self.remote, self.truename, ref.number, ref.size, oversized=True, suffix=suffix
+                ),
+            )
+        elif sel is Selection.OLD and self.flags.flush:
+            log.info(
+                "%s",
+                report.skipping_line(
+                    self.remote, self.truename, ref.number, ref.size, oversized=False, suffix=suffix
+                ),
+            )
+
+    # -- fetching -------------------------------------------------------------
+
+    def _fetch_new(self, refs: list[MessageRef], listing: FolderListing) -> None:
+        todo = refs
+        if self.fetch_limit is not None:
+            budget = max(0, self.fetch_limit - self.c.fetched)
+            if len(todo) > budget:
+                self.c.fetchlimit_reached = True
+                self.c.fetchlimit_left = len(todo) - budget
+                todo = todo[:budget]
+        if self.split_after and len(todo) > self.split_after:
+            self.c.split_pending = True
+            self.c.fetchlimit_reached = False
+            todo = todo[: self.split_after]
+        failures_in_a_row = 0
+        while todo:
+            done = 0
+            it: Iterator[tuple[MessageRef, SpooledMessage]] = iter(self.session.retrieve(todo))
+            try:
+                while done < len(todo):
+                    try:
+                        ref, msg = next(it)
+                    except StopIteration:
+                        break
+                    except ServerError as exc:
+                        # Contract: a per-message -ERR / NO arrives after the messages
+                        # before it; that message is transient, the rest is retried.
+                        failures_in_a_row += 1
+                        if failures_in_a_row > MAX_FAILURES_IN_A_ROW:
+                            raise  # not a message problem: the session is broken
+                        self.c.transient += 1
+                        log.warning(
+                            "message %s@%s:%d: %s; skipped",
+                            self.remote, self.truename, todo[done].number, exc,
+                        )  # fmt: skip
+                        done += 1
+                        break
+                    failures_in_a_row = 0
+                    done += 1
+                    with msg:
+                        self._handle(ref, msg, listing)
+                else:
+                    done = len(todo)
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+            if done == 0:
+                break
+            todo = todo[done:]
+
+    def _handle(self, ref: MessageRef, msg: SpooledMessage, listing: FolderListing) -> None:
+        self.c.fetched += 1
+        result: DeliveryResult | None = None
+        prepared = self.ctx.prepare(
+            msg, self.query, self.ctx, self._origin(listing), self._previous_digest
+        )
+        self._previous_digest = getattr(prepared, "header_digest", None) or None
+        retained = bool(getattr(prepared, "retained", False))
+        if ref.number == 1 and (retained or b"X-IMAP:" in msg.header_bytes()):
+            fate = Fate.RETAINED  # §5.2 step 12: UW-IMAP's internal pseudo message
+            self.c.fetched -= 1
+            if prepared.message is not msg:
+                prepared.message.close()
+        else:
+            for warning in prepared.warnings:
+                log.warning("%s", warning)
+            try:
+                if prepared.refused is not None:
+                    log.warning(
+                        "message %s@%s:%d refused: %s",
+                        self.remote,
+                        self.truename,
+                        ref.number,
+                        prepared.refused,
+                    )
+                    fate = Fate.REFUSED
+                else:
+                    result = self.sink.get().deliver(prepared.message, prepared.envelope)
+                    fate = {
+                        Outcome.ACCEPTED: Fate.DELIVERED,
+                        Outcome.TEMPFAIL: Fate.TRANSIENT,
+                        Outcome.PERMFAIL: Fate.REFUSED,
+                    }[result.outcome]
+                    self._maybe_bounce(ref, prepared, result)
+            finally:
+                if prepared.message is not msg:
+                    prepared.message.close()
+        if fate is Fate.DELIVERED:
+            self.c.delivered += 1
+        elif fate is Fate.REFUSED:
+            self.c.refused += 1
+        elif fate is Fate.TRANSIENT:
+            self.c.transient += 1
+        action = policy.disposition(fate, self.flags)
+        if action is Action.DELETE:
+            self._record_processed(ref, pending=True)  # Rule 2, then Rule 3
+            self._delete(ref)
+        elif action is Action.MARK_SEEN:
+            self._mark_seen(ref, record=True)
+        suffix = " flushed" if action is Action.DELETE else " not flushed"
+        if fate is Fate.RETAINED:
+            suffix = " retained"
+        log.info(
+            "%s",
+            report.reading_line(
+                self.remote, self.truename, ref.number, listing.count, ref.size or msg.size, suffix
+            ),
+        )
+        log.debug(
+            "%s",
+            report.outcome_line(
+                remote=self.remote, host=self.host, folder=listing.folder, uid=ref.uid,
+                size=msg.size, action=f"{fate.value}, {action.value}",
+                where=result.where if result and fate is Fate.DELIVERED else "",
+            ),
+        )  # fmt: skip
+
+    def _maybe_bounce(
+        self, ref: MessageRef, prepared: PreparedLike, result: DeliveryResult
+    ) -> None:
+        if result.outcome is Outcome.PERMFAIL:
+            code = result.code
+        else:
+            bad = [r for r in result.rejected_recipients if r.code >= 500]
+            if result.outcome is not Outcome.ACCEPTED or not bad:
+                return
+            code = bad[0].code
+        bounced = self.store.folder_state(self.remote, self.host, self._state_key).bounced
+        reason = policy.bounce_reason(
+            code,
+            spam=result.spam,
+            spambounce=self.ctx.run.spambounce,
+            already_bounced=ref.uid is not None and ref.uid in bounced,
+        )
+        if reason is None:
+            return
+        self.ctx.bounce(
+            BounceRequest(
+                self.query,
+                prepared.message,
+                prepared.envelope,
+                result,
+                reason,
+                self.ctx.fetchmailhost,
+            ),
+            self.ctx,
+        )
+        if ref.uid is not None and not self.check:
+            self.store.record(
+                self.remote, self.host, self._state_key, ref.uid,
+                bounced=True, uidvalidity=self._uidvalidity,
+            )  # fmt: skip
+
+    # -- recording and server actions ------------------------------------------
+
+    def _record_processed(self, ref: MessageRef, *, pending: bool) -> None:
+        """Rule 2: record the UID as delivered and make it durable before any server action."""
+        if ref.uid is None or self.check:
+            return  # nothing to record (no UIDL): a crash here may duplicate, as in fetchmail
+        # One durable journal append (POP3: seen in .fetchids + pending in the
+        # sidecar; IMAP: delivered + pending for the folder's UIDVALIDITY).
+        self.store.record(
+            self.remote, self.host, self._state_key, ref.uid,
+            seen=not self.imap, delivered=self.imap, pending=pending,
+            uidvalidity=self._uidvalidity,
+        )  # fmt: skip
+
+    def _mark_seen(self, ref: MessageRef, *, record: bool) -> None:
+        if record:
+            self._record_processed(ref, pending=False)
+        self.session.mark_seen(ref)
+
+    def _delete(self, ref: MessageRef) -> None:
+        """Rule 3: the deletion mark, only after Rule 2; Rule 4 bookkeeping."""
+        self.session.delete(ref)
+        self.c.deleted += 1
+        if ref.uid is None:
+            return
+        if self.imap:
+            self._unexpunged.append(ref.uid)
+            if self.expunge_every and len(self._unexpunged) >= self.expunge_every:
+                self._expunge()
+        else:
+            self.c.uncommitted.add(ref.uid)
+
+    def _expunge(self) -> None:
+        self.session.expunge()
+        gone, self._unexpunged = set(self._unexpunged), []
+        # Rule 4: expunged UIDs are never reused (RFC 3501 §2.3.1.1).  Saved at the
+        # end of the folder: stale records of vanished UIDs are harmless and pruned.
+        self._update(drop=gone)
+
+    def _end_of_folder(self, listing: FolderListing) -> None:
+        if not self.imap:
+            return
+        if self._unexpunged:
+            self._expunge()
+        if listing.uidvalidity is not None:
+            present = {r.uid for r in listing.messages if r.uid is not None}
+            self._update(keep_only=present)
+            self._save()
+
+    def _update(
+        self,
+        *,
+        uidvalidity: int | None = None,
+        reset: bool = False,
+        add_delivered: set[str] | frozenset[str] = frozenset(),
+        add_pending: set[str] | frozenset[str] = frozenset(),
+        add_bounced: set[str] | frozenset[str] = frozenset(),
+        drop: set[str] | frozenset[str] = frozenset(),
+        drop_pending: set[str] | frozenset[str] = frozenset(),
+        keep_only: set[str] | None = None,
+    ) -> None:
+        self.store.update_folder(
+            self.remote, self.host, self._state_key,
+            uidvalidity=uidvalidity, reset=reset, add_delivered=add_delivered,
+            add_pending=add_pending, add_bounced=add_bounced, drop=drop,
+            drop_pending=drop_pending, keep_only=keep_only,
+        )  # fmt: skip
+
+    def _save(self) -> None:
+        if not self.check:
+            self.store.save()
+
+    def _origin(self, listing: FolderListing) -> MessageOrigin:
+        return MessageOrigin(
+            server_truename=self.truename,
+            server_address=self.session.peer_address,
+            protocol_name=self.session.protocol_name,
+            fetchmailhost=self.ctx.fetchmailhost,
+            pollname=self.query.server.pollname,
+            remote=self.remote,
+            folder=listing.folder if self.imap else None,
+            folder_explicit=bool(self.query.user.mailboxes),
+        )
