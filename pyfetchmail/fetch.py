@@ -57,6 +57,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pyfetchmail import __version__
 from pyfetchmail import fetch_report as report
 from pyfetchmail.config.model import Query, RunControl
 from pyfetchmail.config.overrides import CommandLineOptions
@@ -69,14 +70,14 @@ from pyfetchmail.errors import (
     ServerLockBusy,
 )
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.fetch_session import (
+from pyfetchmail.fetch_session import SessionRun
+from pyfetchmail.fetch_types import (
     BounceRequest,
     DeliverySink,
     MessageOrigin,
     OversizedMessage,
     PollStats,
     PreparedLike,
-    SessionRun,
 )
 from pyfetchmail.message import SpooledMessage
 from pyfetchmail.protocols.base import MailSession, MailSource
@@ -181,6 +182,8 @@ class PollContext:
     bounce: Callable[[BounceRequest, PollContext], None] = _default_bounce
     resolve_truename: Callable[[Query], str] = _default_truename
     sleep: Callable[[float], None] = time.sleep
+    #: Called once per poll with what it did (e.g. for oversized-message warnings).
+    on_stats: Callable[[Query, PollStats], None] | None = None
 
     @property
     def fetchmailhost(self) -> str:
@@ -198,14 +201,16 @@ def process_session(
     fetch_budget: int | None = None,
     split_after: int = 0,
     sink: DeliverySink | None = None,
+    skip_uids: frozenset[str] = frozenset(),
 ) -> PollStats:
     """Process every folder of *query* on the open *session*; the caller closes it.
 
     *fetch_budget* is what remains of ``fetchlimit`` (``None``: no limit);
     *split_after* stops after that many fetched messages with
-    ``split_pending`` set (POP3 ``expunge N``).  Without *sink* a delivery
-    is opened on first use and closed before returning (IMAP closes the SMTP
-    connection before it IDLEs, spec §5.3).  POP3 UIDs in
+    ``split_pending`` set (POP3 ``expunge N``); *skip_uids* were already
+    tried in an earlier sub-session of the same poll and are not fetched again.
+    Without *sink* a delivery is opened on first use and closed before
+    returning (IMAP closes the SMTP connection before it IDLEs, spec §5.3).  POP3 UIDs in
     :attr:`PollStats.uncommitted` become durable only at QUIT: pass the
     result to :func:`commit_pop3` after ``session.close(commit=True)``.
     """
@@ -222,6 +227,7 @@ def process_session(
             sink=active,
             fetch_budget=fetch_budget,
             split_after=split_after,
+            skip_uids=skip_uids,
         ).run()
     finally:
         if own_sink:
@@ -270,6 +276,11 @@ def poll_query(query: Query, ctx: PollContext) -> int:
     fetched = new = transient = 0
     limit_hit = False
     split = 0
+    oversized: list[OversizedMessage] = []
+    tried: set[str] = set()  # fetched but left on the server, for the next sub-session
+    proto = query.server.protocol.value.upper()
+    log.debug("%s querying %s (protocol %s) at %s: poll started",
+              __version__, query.server.pollname, proto, time.ctime())  # fmt: skip
     try:
         truename = ctx.resolve_truename(query)
         source = ctx.source_factory(query, ctx.password, ctx)
@@ -286,6 +297,7 @@ def poll_query(query: Query, ctx: PollContext) -> int:
                     stats = process_session(
                         session, query, ctx, truename=truename,
                         fetch_budget=budget, split_after=split, sink=sink,
+                        skip_uids=frozenset(tried),
                     )  # fmt: skip
                 except (DeliveryError, LocalIOError):
                     # Our side failed, the connection is fine: QUIT commits only
@@ -301,6 +313,7 @@ def poll_query(query: Query, ctx: PollContext) -> int:
                 fetched += stats.fetched
                 new += stats.new
                 transient += stats.transient
+                oversized.extend(stats.oversized)
                 if stats.fetchlimit_reached:
                     limit_hit = True
                     log.info(
@@ -309,7 +322,8 @@ def poll_query(query: Query, ctx: PollContext) -> int:
                             user.fetchlimit, stats.fetchlimit_left, truename, user.remote
                         ),
                     )
-                if not stats.split_pending:
+                tried |= stats.left
+                if not stats.split_pending or stats.fetched == 0:
                     break
         finally:
             sink.close()
@@ -317,6 +331,12 @@ def poll_query(query: Query, ctx: PollContext) -> int:
         log.error("%s", exc)
         return int(exc.exit_code)
     finally:
+        log.debug("%s querying %s (protocol %s) at %s: poll completed",
+                  __version__, query.server.pollname, proto, time.ctime())  # fmt: skip
+        if ctx.on_stats is not None:
+            ctx.on_stats(query, PollStats(fetched=fetched, new=new, transient=transient,
+                                          oversized=tuple(oversized),
+                                          fetchlimit_reached=limit_hit))  # fmt: skip
         if transient > TRANSIENT_REPORT:
             log.warning(
                 "%s",

@@ -65,9 +65,9 @@ def skipping_line(
 
 
 def fetchlimit_line(limit: int, left: int, truename: str, remote: str) -> str:
-    return (
-        f"fetchlimit {limit} reached; {left} message(s) left on server {truename} account {remote}"
-    )
+    """fetchmail 6.4.37's wording (verified; ngettext: ``1 message`` / ``2 messages``)."""
+    noun = "message" if left == 1 else "messages"
+    return f"fetchlimit {limit} reached; {left} {noun} left on server {truename} account {remote}"
 
 
 def too_many_transient_line(count: int, label: str) -> str:

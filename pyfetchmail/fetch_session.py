@@ -10,14 +10,22 @@ implement them are marked "Rule N".
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pyfetchmail import fetch_report as report
 from pyfetchmail import policy
-from pyfetchmail.delivery.base import Delivery, DeliveryResult, Envelope, Outcome
-from pyfetchmail.errors import FetchmailError, ServerError
+from pyfetchmail.delivery.base import DeliveryResult, Outcome
+from pyfetchmail.errors import ServerError
+from pyfetchmail.fetch_types import (
+    BounceRequest,
+    Counters,
+    DeliverySink,
+    MessageOrigin,
+    OversizedMessage,
+    PollStats,
+    PreparedLike,
+)
 from pyfetchmail.message import SpooledMessage
 from pyfetchmail.policy import Action, Fate, Selection
 from pyfetchmail.protocols.base import FolderListing, MailSession, MessageRef
@@ -26,15 +34,7 @@ if TYPE_CHECKING:
     from pyfetchmail.config.model import Query
     from pyfetchmail.fetch import PollContext
 
-__all__ = [
-    "BounceRequest",
-    "DeliverySink",
-    "MessageOrigin",
-    "OversizedMessage",
-    "PollStats",
-    "PreparedLike",
-    "SessionRun",
-]
+__all__ = ["SessionRun"]
 
 log = logging.getLogger(__name__)
 
@@ -42,114 +42,6 @@ log = logging.getLogger(__name__)
 MAX_IMAP_PASSES = 5
 #: Consecutive per-message fetch errors tolerated before the session counts as broken.
 MAX_FAILURES_IN_A_ROW = 3
-
-
-class PreparedLike(Protocol):
-    """What :func:`pyfetchmail.delivery.prepare.prepare_message` returns."""
-
-    @property
-    def message(self) -> SpooledMessage: ...
-    @property
-    def envelope(self) -> Envelope: ...
-    @property
-    def warnings(self) -> Sequence[str]: ...
-    @property
-    def refused(self) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class MessageOrigin:
-    """Where a message came from; the fields of ``delivery.prepare.TraceInfo``."""
-
-    server_truename: str
-    server_address: str | None
-    protocol_name: str
-    fetchmailhost: str
-    pollname: str
-    remote: str
-    folder: str | None
-    folder_explicit: bool
-
-
-@dataclass(frozen=True, slots=True)
-class BounceRequest:
-    """A refused message to bounce (the engine decides, a bounce sender sends)."""
-
-    query: Query
-    message: SpooledMessage
-    envelope: Envelope
-    result: DeliveryResult
-    reason: str
-    fetchmailhost: str
-
-
-@dataclass(frozen=True, slots=True)
-class OversizedMessage:
-    """An oversized message left on (or flushed from) the server, for warning mails."""
-
-    folder: str | None
-    number: int
-    uid: str | None
-    size: int
-    flushed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PollStats:
-    """What one session (or a whole poll) did."""
-
-    messages: int = 0  # listed, all folders
-    new: int = 0  # new by the rules (counted also in -c mode)
-    fetched: int = 0  # retrieved from the server (fetchmail's "fetches")
-    delivered: int = 0
-    refused: int = 0
-    transient: int = 0
-    deleted: int = 0  # deletions confirmed by the server
-    oversized: tuple[OversizedMessage, ...] = ()
-    fetchlimit_reached: bool = False
-    fetchlimit_left: int = 0
-    split_pending: bool = False  # POP3 ``expunge N``: reconnect and go on
-    uncommitted: frozenset[str] = frozenset()  # POP3 UIDs DELE'd, durable after QUIT
-    present: frozenset[str] | None = None  # POP3 UIDs listed (None: some had none)
-
-
-class DeliverySink:
-    """Opens the query's Delivery on first use and closes it once."""
-
-    def __init__(self, query: Query, ctx: PollContext, truename: str) -> None:
-        self._query, self._ctx, self._truename = query, ctx, truename
-        self._delivery: Delivery | None = None
-
-    def get(self) -> Delivery:
-        if self._delivery is None:
-            self._delivery = self._ctx.delivery_factory(self._query, self._ctx, self._truename)
-        return self._delivery
-
-    def close(self) -> None:
-        if self._delivery is not None:
-            delivery, self._delivery = self._delivery, None
-            try:
-                delivery.close()
-            except (FetchmailError, OSError) as exc:
-                # Every message was acknowledged (or not) before this point.
-                log.debug("closing the delivery failed: %s", exc)
-
-
-@dataclass(slots=True)
-class _Counters:
-    messages: int = 0
-    new: int = 0
-    fetched: int = 0
-    delivered: int = 0
-    refused: int = 0
-    transient: int = 0
-    deleted: int = 0
-    oversized: list[OversizedMessage] = field(default_factory=list)
-    fetchlimit_reached: bool = False
-    fetchlimit_left: int = 0
-    split_pending: bool = False
-    uncommitted: set[str] = field(default_factory=set)
-    present: set[str] | None = None
 
 
 class SessionRun:
@@ -165,12 +57,14 @@ class SessionRun:
         sink: DeliverySink,
         fetch_budget: int | None,
         split_after: int,
+        skip_uids: frozenset[str] = frozenset(),
     ) -> None:
         self.session, self.query, self.ctx = session, query, ctx
         self.truename, self.sink = truename, sink
         self.fetch_limit = fetch_budget  # None = no fetchlimit; spans folders
         self.split_after = split_after  # 0 = no POP3 session splitting
-        self.c = _Counters()
+        self.skip_uids = skip_uids  # tried earlier in this poll (POP3 sub-sessions)
+        self.c = Counters()
         user = query.user
         self.remote, self.host = user.remote, query.server.queryname
         self.imap = session.protocol_name.upper() == "IMAP"
@@ -228,6 +122,7 @@ class SessionRun:
             fetchlimit_left=c.fetchlimit_left,
             split_pending=c.split_pending,
             uncommitted=frozenset(c.uncommitted),
+            left=frozenset(c.left),
             present=frozenset(c.present) if c.present is not None else None,
         )
 
@@ -267,7 +162,8 @@ class SessionRun:
         for ref, sel in plan:
             if sel is not Selection.NEW:
                 self._act_without_fetch(ref, sel, listing)
-        self._fetch_new([ref for ref, sel in plan if sel is Selection.NEW], listing)
+        new_refs = [r for r, sel in plan if sel is Selection.NEW and r.uid not in self.skip_uids]
+        self._fetch_new(new_refs, listing)
         self._end_of_folder(listing)
 
     def _decide(self, listing: FolderListing) -> list[tuple[MessageRef, Selection]]:
@@ -400,6 +296,9 @@ class SessionRun:
                             "message %s@%s:%d: %s; skipped",
                             self.remote, self.truename, todo[done].number, exc,
                         )  # fmt: skip
+                        failed_uid = todo[done].uid
+                        if failed_uid is not None:
+                            self.c.left.add(failed_uid)
                         done += 1
                         break
                     failures_in_a_row = 0
@@ -465,6 +364,8 @@ class SessionRun:
             self._delete(ref)
         elif action is Action.MARK_SEEN:
             self._mark_seen(ref, record=True)
+        if action is not Action.DELETE and ref.uid is not None:
+            self.c.left.add(ref.uid)
         suffix = " flushed" if action is Action.DELETE else " not flushed"
         if fate is Fate.RETAINED:
             suffix = " retained"
@@ -594,7 +495,8 @@ class SessionRun:
     def _origin(self, listing: FolderListing) -> MessageOrigin:
         return MessageOrigin(
             server_truename=self.truename,
-            server_address=self.session.peer_address,
+            # §5.1: with ``no dns`` fetchmail knows no server address (Received: omits it).
+            server_address=self.session.peer_address if self.query.server.dns else None,
             protocol_name=self.session.protocol_name,
             fetchmailhost=self.ctx.fetchmailhost,
             pollname=self.query.server.pollname,

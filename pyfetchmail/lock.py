@@ -16,7 +16,9 @@ Invariants:
   and create a new one therefore cannot both win.
 - A lock whose PID does not exist (``kill(pid, 0)`` fails with ESRCH) or
   whose content is unreadable is stale and is removed with the notice
-  ``removing stale lockfile "<f>"``.
+  ``removing stale lockfile "<f>"`` -- only while holding its ``flock`` and
+  after checking that the path still names that file, so a fresh lock being
+  created by a racing instance is never removed.
 - A lock naming our own PID is ours: that is the process re-executed after
   an rc file change (spec section 4.7), which takes the lock over.
 - :meth:`PidLock.release` removes the file only while it still names us.
@@ -96,8 +98,8 @@ def _parse(text: str) -> LockInfo | None:
     return LockInfo(pid, int(fields[1]) if len(fields) == 2 else None)
 
 
-def _remove_stale(path: str) -> None:
-    """Remove a stale lock file (truncate it when unlinking is not permitted)."""
+def _unlink_stale(path: str, fd: int) -> None:
+    """Remove the stale file open on *fd* (truncate it if unlinking is refused)."""
     log.warning('removing stale lockfile "%s"', path)
     try:
         os.unlink(path)
@@ -114,43 +116,41 @@ def _remove_stale(path: str) -> None:
 def read_lock(path: str) -> LockInfo | None:
     """Return the live owner of the lock at *path*, or ``None`` if there is none.
 
-    A stale file (dead PID, garbage content) is removed on the way, as
-    fetchmail's ``fm_lock_state`` does.  A file that another live process
-    holds ``flock``-ed while it is still empty (it is being created) counts as
-    that process's foreground lock with PID 0, so callers treat it as busy.
+    A stale file (dead PID, garbage or empty content) is removed on the way,
+    as fetchmail's ``fm_lock_state`` does, but only while holding its
+    ``flock`` and after checking that *path* still names it: a racing
+    instance that has just created a fresh file (and holds its flock) is
+    never mistaken for a stale one.  Such a file, still empty, is reported
+    as a foreground lock with PID 0, so callers treat it as busy.
 
     :raises LockError: the file exists but cannot be read.
     """
-    try:
-        with open(path, "rb") as fp:
-            raw = fp.read(256)
-            busy = _flocked_by_other(fp.fileno())
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise LockError(f'error reading lockfile "{path}": {exc.strerror}') from None
-    info = _parse(raw.decode("ascii", "replace"))
-    if info is None:
-        if busy:  # being written right now by a racing instance
-            return LockInfo(0)
-        _remove_stale(path)
-        return None
-    if info.pid != os.getpid() and not pid_alive(info.pid):
-        _remove_stale(path)
-        return None
-    return info
-
-
-def _flocked_by_other(fd: int) -> bool:
-    """True if some other open file description holds an flock on *fd*'s file."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    return False
+    for _attempt in range(20):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LockError(f'error reading lockfile "{path}": {exc.strerror}') from None
+        try:
+            try:
+                raw = os.read(fd, 256)
+            except OSError as exc:
+                raise LockError(f'error reading lockfile "{path}": {exc.strerror}') from None
+            info = _parse(raw.decode("ascii", "replace"))
+            if info is not None and (info.pid == os.getpid() or pid_alive(info.pid)):
+                return info
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its creator is alive and still writing it
+                return info if info is not None else LockInfo(0)
+            if not _same_file(fd, path):
+                continue  # replaced meanwhile: look at the new file
+            _unlink_stale(path, fd)
+            return None
+        finally:
+            os.close(fd)
+    raise LockError(f'error reading lockfile "{path}": it keeps changing')
 
 
 class PidLock:
@@ -185,7 +185,7 @@ class PidLock:
         :raises LockError: another live instance owns it, or creation failed.
         """
         info = LockInfo(os.getpid(), interval)
-        for _attempt in range(5):
+        for attempt in range(20):
             current = read_lock(self.path)
             if current is not None and current.pid != os.getpid():
                 raise LockError(
@@ -197,7 +197,8 @@ class PidLock:
                     os.unlink(self.path)
             if self._try_create(info):
                 return
-        raise LockError(f'lock creation failed, pidfile "{self.path}": lost a race 5 times')
+            time.sleep(0.001 * attempt)  # a racer is replacing a stale file
+        raise LockError(f'lock creation failed, pidfile "{self.path}": it keeps changing')
 
     def _try_create(self, info: LockInfo) -> bool:
         """One attempt: exclusive create, flock, verify the inode, write."""

@@ -172,7 +172,10 @@ def build_config(
             raise ConfigError(_MULTIPLE_DEFAULTS)
     # fetchmail compares against the *new* head of its list, so a second
     # "defaults" right after the first one survives as an ordinary entry.
-    if any(e.is_defaults for e in entries[1:]):
+    # The check is per query: a second user block is a second "defaults" query.
+    if any(e.is_defaults for e in entries[1:]) or (
+        entries and entries[0].is_defaults and len(entries[0].users) > 1
+    ):
         raise ConfigError(_MULTIPLE_DEFAULTS)
     implicit = not options.servers
     queries: list[Query] = []

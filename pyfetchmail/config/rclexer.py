@@ -19,21 +19,28 @@ Invariants:
   are processed in every string, quoted or not; like C strings, a string ends
   at the first NUL byte (``\\x00``, ``\\0``, ``\\256`` ...).
 - :attr:`Token.line` counts lines the way fetchmail does (newlines *inside*
-  quoted strings are not counted); :attr:`Token.real_line` and
-  :attr:`Token.column` give the true 1-based position.
+  quoted strings are not counted); :func:`token_position` gives the true
+  1-based line and column.
 - Lexing never fails: every character belongs to some token or separator.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyfetchmail.config.model import Auth, Protocol
 
-__all__ = ["KEYWORDS", "Token", "scan", "tokenize", "unescape"]
+__all__ = [
+    "KEYWORDS",
+    "Token",
+    "scan",
+    "token_position",
+    "token_text",
+    "tokenize",
+    "unescape",
+]
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +201,6 @@ _GLUED_NO = frozenset(
 
 _NOISE = frozenset({"with", "and", "has", "wants", "options"})
 
-_RUN = re.compile(r"[^=;:, \t\r\n]+")
-_BLANKS = re.compile(r"[ \t\r]+")
 _NUMBER = re.compile(r"-?[0-9]+")
 _HEX = "0123456789abcdefABCDEF"
 _C_ESCAPES = {"\\": "\\", "n": "\n", "t": "\t", "b": "\b", "r": "\r"}
@@ -205,21 +210,32 @@ _INITIAL, _NAME, _AUTH = 0, 1, 2
 TokenValue = str | int | Auth | Protocol | None
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One scanner token.
+class Token(NamedTuple):
+    """One scanner token (a NamedTuple: tens of thousands are made per file).
 
     *kind* is fetchmail's token name (``"POLL"``, ``"STRING"``, ``"NUMBER"`` ...);
     *value* the decoded string, the integer, or the :class:`Auth`/:class:`Protocol`;
-    *text* the raw matched text (what fetchmail prints after "syntax error at").
+    *line* fetchmail's line counter; *start*/*end* the offsets of the raw
+    text in the source (see :func:`token_text` and :func:`token_position`).
     """
 
     kind: str
     value: TokenValue
-    text: str
     line: int
-    real_line: int
-    column: int
+    start: int
+    end: int
+
+
+def token_text(source: str, token: Token) -> str:
+    """The raw text of *token*, as fetchmail prints it after "syntax error at"."""
+    return _display(source[token.start : token.end])
+
+
+def token_position(source: str, token: Token) -> tuple[int, int]:
+    """True 1-based (line, column) of *token* in *source*."""
+    line = source.count("\n", 0, token.start) + 1
+    bol = source.rfind("\n", 0, token.start) + 1
+    return line, token.start - bol + 1
 
 
 def unescape(raw: str) -> str:
@@ -282,106 +298,106 @@ def _display(raw: str) -> str:
     return raw.split("\0", 1)[0].encode("latin-1").decode("utf-8", "surrogateescape")
 
 
+def _word_table() -> dict[str, tuple[str, TokenValue, int | None]]:
+    """word -> (kind, value, next state or None) for the initial state.
+
+    kind "" marks a noise word, "GLUED" a glued ``no`` form.
+    """
+    table: dict[str, tuple[str, TokenValue, int | None]] = {}
+    table |= {w: ("", None, None) for w in _NOISE}
+    table |= {w: (kind, None, None) for w, kind in KEYWORDS.items()}
+    table |= {w: (kind, None, _NAME) for w, kind in _NAME_STARTERS.items()}
+    table |= {w: ("PASSWORD", None, _NAME) for w in _PASSWORD_WORDS}
+    table |= {w: ("AUTHENTICATE", None, _AUTH) for w in _AUTH_STARTERS}
+    table |= {w: ("AUTHTYPE", auth, _INITIAL) for w, auth in _AUTH_TYPES.items()}
+    table |= {w: ("PROTO", proto, None) for w, proto in _PROTOCOLS.items()}
+    table |= {w: (kind, None, None) for w, kind in _SPECIAL_PROTOCOLS.items()}
+    table |= {w: ("GLUED", None, None) for w in _GLUED_NO}
+    return table
+
+
+_WORD_TABLE = _word_table()
+# In auth state "password" is the auth type and "pass" an ordinary string.
+_AUTH_WORDS = {
+    "password": ("AUTHTYPE", Auth.PASSWORD, _INITIAL),
+    "pass": ("STRING", None, None),
+}
+# Alternatives in priority order: blanks, newline, continuation, noise
+# punctuation, "=", then a run of token characters (classified below).
+_MASTER = re.compile(r"([ \t\r]+)|(\n)|(\\\n)|([;:,])|(=)|([^=;:, \t\r\n]+)")
+
+
 class _Scanner:
-    """Mutable scanning state; :func:`tokenize` is the public entry point."""
+    """Mutable scanning state; :func:`scan` is the public entry point."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens: list[Token] = []
         self.line = 1  # fetchmail's prc_lineno
         self.state = _INITIAL
-        self._newlines = [m.start() for m in re.finditer("\n", text)]
-
-    def emit(self, kind: str, value: TokenValue, start: int, end: int) -> None:
-        real = bisect.bisect_left(self._newlines, start)
-        bol = self._newlines[real - 1] + 1 if real else 0
-        raw = self.text[start:end]
-        self.tokens.append(Token(kind, value, _display(raw), self.line, real + 1, start - bol + 1))
-
-    def word(self, start: int, end: int) -> int:
-        """Classify the run ``text[start:end]``; return where scanning resumes."""
-        w = self.text[start:end]
-        if self.state == _NAME:
-            self.state = _INITIAL
-            self.emit("STRING", _text_value(w), start, end)
-            return end
-        if w in _NOISE:
-            pass  # noise words are ignored (but are plain strings in name state)
-        elif w in KEYWORDS:
-            self.emit(KEYWORDS[w], None, start, end)
-        elif w in _NAME_STARTERS:
-            self.state = _NAME
-            self.emit(_NAME_STARTERS[w], None, start, end)
-        elif w in _PASSWORD_WORDS and self.state == _INITIAL:
-            self.state = _NAME
-            self.emit("PASSWORD", None, start, end)
-        elif w == "password":  # auth state
-            self.state = _INITIAL
-            self.emit("AUTHTYPE", Auth.PASSWORD, start, end)
-        elif w in _AUTH_STARTERS:
-            self.state = _AUTH
-            self.emit("AUTHENTICATE", None, start, end)
-        elif w in _AUTH_TYPES:
-            self.state = _INITIAL
-            self.emit("AUTHTYPE", _AUTH_TYPES[w], start, end)
-        elif w in _PROTOCOLS:
-            self.emit("PROTO", _PROTOCOLS[w], start, end)
-        elif w in _SPECIAL_PROTOCOLS:
-            self.emit(_SPECIAL_PROTOCOLS[w], None, start, end)
-        elif w in _GLUED_NO:
-            self.emit("NO", None, start, start + 2)
-            return start + 2
-        elif _NUMBER.fullmatch(w):
-            self.emit("NUMBER", _atoi(w), start, end)
-        else:
-            self.emit("STRING", _text_value(w), start, end)
-        return end
 
     def run(self) -> list[Token]:
         text, n, i = self.text, len(self.text), 0
+        master = _MASTER.match
+        append = self.tokens.append
         while i < n:
-            c = text[i]
-            if c in " \t\r":
-                m = _BLANKS.match(text, i)
-                i = m.end() if m else i + 1
-            elif c == "\n":
-                self.line += 1
-                i += 1
-            elif c == "\\" and text.startswith("\n", i + 1):
-                self.line += 1  # line continuation
-                i += 2
-            elif c in ";:,":
-                i += 1  # punctuation is noise
-            elif c == "=":
-                self.emit("MAP", None, i, i + 1)
+            m = master(text, i)
+            assert m is not None  # the alternatives cover every character
+            group = m.lastindex
+            if group == 6:
+                i = self._run(i, m.end())
+            elif group in (2, 3):
+                self.line += 1  # newline, or backslash-newline continuation
+                i = m.end()
+            elif group == 5:
+                append(Token("MAP", None, self.line, i, i + 1))
                 self.state = _NAME
                 i += 1
             else:
-                i = self._token(i)
+                i = m.end()  # blanks and ";:," are separators only
         return self.tokens
 
-    def _token(self, i: int) -> int:
+    def _run(self, i: int, end: int) -> int:
+        """Classify the run ``text[i:end]`` (flex longest match); return the resume offset."""
         text = self.text
-        m = _RUN.match(text, i)
-        end = m.end() if m else i + 1
         c = text[i]
         if c == "#":
             nl = text.find("\n", i)
             if nl >= 0:  # a comment needs its newline (flex rule)
                 self.line += 1
                 return nl + 1
-        elif c in "\"'":
+        elif c == '"' or c == "'":
             close = text.find(c, i + 1)
             if close >= 0 and close + 1 >= end:  # longest match; ties go to quotes
                 self.state = _INITIAL
-                self.emit("STRING", _text_value(text[i + 1 : close]), i, close + 1)
+                value = _text_value(text[i + 1 : close])
+                self.tokens.append(Token("STRING", value, self.line, i, close + 1))
                 return close + 1
-        return self.word(i, end)
-
-
-def _atoi(word: str) -> int:
-    """Value of a NUMBER token (fetchmail uses C atoi; see rcgrammar for range)."""
-    return int(word)
+        word = text[i:end]
+        if self.state == _NAME:
+            self.state = _INITIAL
+            self.tokens.append(Token("STRING", _text_value(word), self.line, i, end))
+            return end
+        entry = _WORD_TABLE.get(word)
+        if self.state == _AUTH and word in _AUTH_WORDS:
+            entry = _AUTH_WORDS[word]
+        if entry is None:
+            if _NUMBER.fullmatch(word):
+                self.tokens.append(Token("NUMBER", int(word), self.line, i, end))
+            else:
+                self.tokens.append(Token("STRING", _text_value(word), self.line, i, end))
+            return end
+        kind, value, state = entry
+        if kind == "GLUED":  # flex yyless(2): emit "no", rescan the rest
+            self.tokens.append(Token("NO", None, self.line, i, i + 2))
+            return i + 2
+        if kind == "STRING":
+            value = _text_value(word)
+        if kind:
+            self.tokens.append(Token(kind, value, self.line, i, end))
+        if state is not None:
+            self.state = state
+        return end
 
 
 def scan(text: str) -> tuple[list[Token], int]:

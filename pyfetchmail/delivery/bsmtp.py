@@ -17,11 +17,11 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sys
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from pyfetchmail.config.model import Query
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome
@@ -78,32 +78,54 @@ class BsmtpDelivery:
 
     def deliver(self, message: SpooledMessage, envelope: Envelope) -> DeliveryResult:
         """Append one record; ACCEPTED once it is on disk."""
+        record = bsmtp_record(message, envelope, self.query)
         if self.path == "-":
-            return self._write(sys.stdout.buffer, message, envelope, truncate=False)
+            try:
+                for chunk in record:
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+            except OSError as exc:
+                return self._failed(exc)
+            return DeliveryResult(Outcome.ACCEPTED, 0, "", where="stdout")
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
             raise BsmtpError(f"BSMTP file open failed: {self.path}: {exc.strerror}") from exc
-        with os.fdopen(fd, "ab") as handle:
-            return self._write(handle, message, envelope, truncate=True)
-
-    def _write(
-        self, handle: BinaryIO, message: SpooledMessage, envelope: Envelope, *, truncate: bool
-    ) -> DeliveryResult:
-        start = handle.seek(0, os.SEEK_END) if truncate else 0
         try:
-            for chunk in bsmtp_record(message, envelope, self.query):
-                handle.write(chunk)
-            handle.flush()
-            if truncate:
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            log.warning("BSMTP write to %s failed: %s", self.path, exc)
-            if truncate:
-                with contextlib.suppress(OSError):
-                    handle.flush()
-                os.ftruncate(handle.fileno(), start)
-            return DeliveryResult(
-                Outcome.TEMPFAIL, 0, f"BSMTP write failed: {exc}", where=self.path
-            )
+            try:
+                start: int | None = os.lseek(fd, 0, os.SEEK_END)
+            except OSError:
+                start = None  # a FIFO or terminal: nothing to cut back
+            try:
+                for chunk in record:
+                    _write_all(fd, chunk)
+                _fsync(fd)
+            except OSError as exc:
+                # All or nothing: cut the partial record off again.
+                if start is not None:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                return self._failed(exc)
+        finally:
+            os.close(fd)
         return DeliveryResult(Outcome.ACCEPTED, 0, "", where=self.path)
+
+    def _failed(self, exc: OSError) -> DeliveryResult:
+        log.warning("BSMTP write to %s failed: %s", self.path, exc)
+        return DeliveryResult(Outcome.TEMPFAIL, 0, f"BSMTP write failed: {exc}", where=self.path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync(fd: int) -> None:
+    """fsync, tolerating files that cannot be synced (a FIFO, a terminal)."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
+            raise

@@ -227,9 +227,6 @@ def all_addresses(value: bytes) -> list[str]:
 
 def first_address(value: bytes) -> str | None:
     """The first address in *value* (``""`` for ``<>``), or None if there is none."""
-    text = value.decode("latin-1")
-    if "\n" in text.strip():
-        return None  # fetchmail ignores addresses spanning lines here
     addresses = all_addresses(value)
     return addresses[0] if addresses else None
 

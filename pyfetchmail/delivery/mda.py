@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import signal
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -111,6 +113,16 @@ def strip_cr(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield held
 
 
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the MDA's process group (its session leader is *proc*)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        proc.kill()
+
+
 class MdaDelivery:
     """Deliver each message by running the query's ``mda`` command.
 
@@ -135,14 +147,17 @@ class MdaDelivery:
         command = expand_mda(self.command, recipients, envelope.sender)
         log.debug("about to deliver with: %s", command)
         try:
-            proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE)
+            # Own session: on timeout the whole MDA pipeline is killed, not just sh.
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command], stdin=subprocess.PIPE, start_new_session=True
+            )
         except OSError as exc:
             return DeliveryResult(Outcome.TEMPFAIL, 0, f"cannot run MDA: {exc}", where="MDA")
         timed_out = threading.Event()
 
         def expire() -> None:
             timed_out.set()
-            proc.kill()
+            _kill_group(proc)
 
         timer = threading.Timer(self.timeout, expire)
         timer.start()
@@ -153,7 +168,7 @@ class MdaDelivery:
         finally:
             timer.cancel()
             if proc.poll() is None:
-                proc.kill()
+                _kill_group(proc)
                 proc.wait()
         if timed_out.is_set():
             text = f"timeout after {self.timeout:g} seconds waiting for MDA."

@@ -287,17 +287,13 @@ def prepare_message(
         if not match.envelope_found and previous_digest == digest:
             return result(Envelope(sender, ()), raw, DUPLICATE_REASON)
         if not recipients:
-            if len(match.rejected) == 1:
-                header_warnings.append(
-                    f"recipient address {match.rejected[0]} didn't match any local name"
-                )
-            else:
-                header_warnings.append("no recipient addresses matched declared local names")
+            # fetchmail 6.4.37 writes this text whatever the number of
+            # unmatched addresses (verified against the binary).
+            header_warnings.append("no recipient addresses matched declared local names")
             if not run.postmaster:
                 warnings.extend(header_warnings)
                 return result(Envelope(sender, ()), raw, NO_POSTMASTER_REASON)
-            recipients = [run.postmaster]
-            mode = ReceivedMode.BY_DEFAULT
+            recipients = [run.postmaster]  # fetchmail still says "(multi-drop)" here
             warnings.append(f"no local matches, forwarding to {run.postmaster}")
         if user.dropdelivered:
             fields = _drop_delivered(fields, query)

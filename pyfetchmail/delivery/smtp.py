@@ -163,7 +163,8 @@ class SmtpDelivery:
                     client = SmtpClient.connect_unix(path, t.connect, proto)
                 else:
                     assert port is not None
-                    client = SmtpClient.connect(host, port, t.connect, proto)
+                    # "[::1]/2525": brackets delimit an IPv6 literal, not the name
+                    client = SmtpClient.connect(host.strip("[]"), port, t.connect, proto)
             except OSError as exc:
                 log.debug("%s connect to %s failed: %s", proto, entry, exc)
                 return None

@@ -86,7 +86,7 @@ def connect(host: str, port_or_service: str | int, timeout: float | None) -> soc
         except TimeoutError:
             sock.close()
             errors.append(
-                f"timeout after {timeout} seconds waiting to connect to server {host}"
+                f"timeout after {_seconds(timeout)} seconds waiting to connect to server {host}"
                 f" [{addr[0]}/{port}]."
             )
             continue
@@ -101,6 +101,12 @@ def connect(host: str, port_or_service: str | int, timeout: float | None) -> soc
         return sock
     detail = " ".join(errors) if errors else "no usable address"
     raise SocketError(f"connection to {host} failed: {detail}")
+
+
+def _seconds(timeout: float | None) -> str:
+    if timeout is None:
+        return "?"
+    return str(int(timeout)) if float(timeout).is_integer() else str(timeout)
 
 
 def _tune(sock: socket.socket) -> None:

@@ -20,6 +20,9 @@ Invariants (on top of those of :mod:`pyfetchmail.protocols.base`):
   connection: flagged messages stay on the server (the engine's state knows
   they were delivered).
 - With *check_only* folders are opened with EXAMINE and nothing is changed.
+- Like fetchmail, SELECT of a non-empty folder without ``keep`` is followed
+  by EXPUNGE: messages already flagged ``\\Deleted`` (by us in a session that
+  died before its EXPUNGE, or by another client) are removed, never listed.
 """
 
 from __future__ import annotations
@@ -199,6 +202,11 @@ class ImapSession:
                 raise ServerError(f"{self.host}: cannot select folder {name}: {exc}") from None
             self._folder = name
             exists = int(info.get(b"EXISTS", 0))
+            if exists and not self.check_only and not user.keep and not tolerate_readonly:
+                # fetchmail (spec §5.3 step 8): EXPUNGE right after SELECT removes
+                # messages left flagged \Deleted, e.g. by a session killed before
+                # its EXPUNGE; the engine's records of them are pruned after listing.
+                self._client.expunge()
             uidvalidity_raw = info.get(b"UIDVALIDITY")
             uidvalidity = int(uidvalidity_raw) if uidvalidity_raw is not None else None
             refs = self._list(name, uidvalidity) if exists else []
@@ -217,8 +225,9 @@ class ImapSession:
                 item = data.get(uid)
                 if item is None:
                     continue  # expunged meanwhile by another client
-                flags = item.get(b"FLAGS", ())
-                if _DELETED in flags:
+                # RFC 3501 §2.3.2: flag names are case-insensitive.
+                flags = {f.upper() for f in item.get(b"FLAGS", ()) if isinstance(f, bytes)}
+                if _DELETED.upper() in flags:
                     continue
                 size = item.get(b"RFC822.SIZE")
                 if size is not None and not isinstance(size, int):
@@ -229,7 +238,7 @@ class ImapSession:
                         number=int(seq) if isinstance(seq, int) else len(refs) + 1,
                         uid=str(uid),
                         size=size,
-                        seen=_SEEN in flags,
+                        seen=_SEEN.upper() in flags,
                         folder=folder,
                         uidvalidity=uidvalidity,
                     )

@@ -274,7 +274,9 @@ def connect(query: Query, password: str | None, timeout: float | None) -> Any:
                 elif policy is StartTls.MUST:
                     # fetchmail sends STARTTLS anyway and fails; we fail before it.
                     raise SocketError(f"{host}: upgrade to TLS failed.")
-            if not preauth:
+            # Spec §5.3 step 4: PREAUTH, or ``auth ssh`` (a pre-authenticated
+            # tunnel), means we are logged in already.
+            if not preauth and server.auth is not Auth.SSH:
                 _authenticate(client, query, password, caps, host)
         return client
     except BaseException:

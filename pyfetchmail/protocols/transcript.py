@@ -6,9 +6,9 @@ All transcript lines go to the logger ``pyfetchmail.transcript`` at DEBUG, so
 Invariant: the masking happens *here*, before a line is formatted, from the
 command verb alone; callers never pass a password to a log call.  ``PASS x``
 becomes ``PASS *``, ``APOP user digest`` becomes ``APOP user *``, ``RPOP x``
-becomes ``RPOP *``, an ``AUTH`` initial response becomes ``*`` and a SASL
-response is shown as ``[SASL response]`` (fetchmail prints ``PASS *`` the
-same way).
+becomes ``RPOP *``, an ``AUTH`` initial response and every SASL response
+become ``*`` (a cancellation shows as ``* (cancel)``); fetchmail prints
+``PASS *`` the same way.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def log_command(proto: str, verb: str, args: Sequence[str]) -> None:
 
 def log_sasl_response(proto: str, *, cancel: bool = False) -> None:
     """Log that a SASL response (or the ``*`` cancellation) was sent, never its content."""
-    _transcript.debug("%s> %s", proto, "* (cancel)" if cancel else "[SASL response]")
+    _transcript.debug("%s> %s", proto, "* (cancel)" if cancel else "*")
 
 
 def log_reply(proto: str, text: str) -> None:

@@ -71,3 +71,50 @@ def test_stdout(tmp_path: Path) -> None:
     assert (
         out.stdout == b"MAIL FROM:<s@x>\r\nRCPT TO:<a@localhost>\r\nDATA\r\nS: x\r\n\r\nb\r\n.\r\n"
     )
+
+
+def test_write_failure_is_tempfail_not_partial() -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("/dev/full not available")
+    d = BsmtpDelivery(_query("/dev/full"))
+    r = d.deliver(SpooledMessage.from_bytes(MSG), Envelope("s@x", ("alice",)))
+    assert r.outcome is Outcome.TEMPFAIL
+    assert "BSMTP write failed" in r.text
+
+
+def test_fifo_target_is_accepted(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = BsmtpDelivery(_query(str(fifo))).deliver(
+        SpooledMessage.from_bytes(MSG), Envelope("s@x", ("alice",))
+    )
+    reader.join(10)
+    assert r.outcome is Outcome.ACCEPTED
+    assert got[0].endswith(b"end\r\n.\r\n")
+
+
+@pytest.mark.timeout(30)
+def test_failed_append_leaves_no_partial_record(tmp_path: Path) -> None:
+    out = tmp_path / "o.bsmtp"
+    out.write_bytes(b"earlier record\r\n")
+    code = (
+        "import resource, signal\n"
+        "from pyfetchmail.config.model import *\n"
+        "from pyfetchmail.delivery.bsmtp import BsmtpDelivery\n"
+        "from pyfetchmail.delivery.base import Envelope\n"
+        "from pyfetchmail.message import SpooledMessage\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        f"q = Query(Server('p'), User('j', bsmtp={str(out)!r}))\n"
+        "msg = SpooledMessage.from_bytes(b'S: x\\r\\n\\r\\n' + b'y' * 100000)\n"
+        "print(BsmtpDelivery(q).deliver(msg, Envelope('s@x', ('a',))).outcome.value)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=20, check=True)
+    assert done.stdout.strip() == b"tempfail"
+    assert out.read_bytes() == b"earlier record\r\n"

@@ -254,3 +254,15 @@ def test_config_error_messages_like_fetchmail(home: Path, rc_text: str, rc_mode:
     theirs, ours = _both(["-f", name, "--configdump"], home)
     assert ours.status == theirs.status
     assert _norm_err(ours.err) == _norm_err(theirs.err)
+
+
+def test_auth_external_deviation(home: Path) -> None:
+    """fetchmail drops ``auth external`` from both dumps; we show it (documented)."""
+    name = _rc(home, "poll a.example proto imap auth external user u\n")
+    theirs, ours = _both(["-f", name, "--configdump"], home)
+    assert '"auth":' not in theirs.out
+    assert _norm_out(ours.out).replace('\t    "auth":"external",\n', "") == _norm_out(theirs.out)
+    theirs, ours = _both(["-f", name, "-V"], home)
+    extra = "  External authentication will be forced.\n"
+    assert extra not in theirs.out
+    assert _norm_out(ours.out).replace(extra, "") == _norm_out(theirs.out)

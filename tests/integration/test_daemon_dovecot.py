@@ -35,17 +35,19 @@ class Env:
     def __init__(self, tmp_path: Path, dovecot: Any, mailuser: Any, smtp_sink: Any) -> None:
         self.home = tmp_path
         self.pidfile = tmp_path / "pid"
-        rc = tmp_path / "fetchmailrc"
-        fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(
-                f"set pidfile {self.pidfile}\n"
-                f"poll 127.0.0.1 proto pop3 port {dovecot.pop3_port} no dns\n"
-                f'  user "{mailuser.name}" password "{mailuser.password}" is joe here\n'
-                f"  sslproto '' smtphost 127.0.0.1/{smtp_sink.port}\n"
-            )
+        self.rc = tmp_path / "fetchmailrc"
+        self.write_rc(
+            f"poll 127.0.0.1 proto pop3 port {dovecot.pop3_port} no dns\n"
+            f'  user "{mailuser.name}" password "{mailuser.password}" is joe here\n'
+            f"  sslproto '' smtphost 127.0.0.1/{smtp_sink.port}\n"
+        )
         self.env = dict(os.environ, FETCHMAILHOME=str(tmp_path), HOME=str(tmp_path))
         self.procs: list[subprocess.Popen[str]] = []
+
+    def write_rc(self, text: str) -> None:
+        fd = os.open(self.rc, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"set pidfile {self.pidfile}\n{text}")
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
@@ -146,3 +148,23 @@ def test_second_invocation_wakes_the_daemon_at_once(
     err = _quit(env, daemon)
     assert "awakened by signal 10" in err
     assert mailuser.messages() == []
+
+
+def test_idle_query_gets_new_mail_without_polling(
+    env: Env, dovecot: Any, mailuser: Any, smtp_sink: Any
+) -> None:
+    env.write_rc(
+        f"poll 127.0.0.1 proto imap port {dovecot.imap_port} no dns\n"
+        f'  user "{mailuser.name}" password "{mailuser.password}" is joe here\n'
+        f"  sslproto '' smtphost 127.0.0.1/{smtp_sink.port} idle\n"
+    )
+    mailuser.deliver(_message(1))
+    daemon = env.start("-d", "3600", "-N")
+    assert _wait_received(smtp_sink, 1, 20), daemon.poll()
+    time.sleep(0.5)  # let it settle into IDLE
+    mailuser.deliver(_message(2))
+    start = time.monotonic()
+    assert _wait_received(smtp_sink, 2, 15)  # the server's EXISTS, not the hour-long interval
+    assert time.monotonic() - start < 10
+    assert _subjects(smtp_sink) == ["daemon test 1", "daemon test 2"]
+    _quit(env, daemon)

@@ -299,3 +299,24 @@ def test_no_sslcertck_warns_and_still_uses_tls(
     open_session(query, mailuser.password).close()
     assert "the connection is insecure" in caplog.text
     assert "key fingerprint" in caplog.text  # logged after every TLS handshake
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_select_expunges_leftover_deleted_unless_keep(
+    dovecot: Dovecot, mailuser: MailUser, keep: bool
+) -> None:
+    mailuser.deliver(_raw(1))
+    mailuser.deliver(_raw(2))
+    ctx = ssl.create_default_context(cafile=str(dovecot.ca_file))
+    with imaplib.IMAP4_SSL("127.0.0.1", dovecot.imaps_port, ssl_context=ctx, timeout=10) as imap:
+        imap.login(mailuser.name, mailuser.password)
+        imap.select("INBOX")
+        imap.store("1", "+FLAGS", "(\\Deleted)")
+        imap.logout()
+    session = open_session(make_query(dovecot, mailuser, keep=keep), mailuser.password)
+    try:
+        listing = session.select(None)
+        assert [r.size for r in listing.messages] == [len(_raw(2))]
+    finally:
+        session.close()
+    assert len(mailuser.messages()) == (2 if keep else 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,3 +184,26 @@ def test_hostile_value_inside_user_double_quotes(tmp_path: Path, template: str) 
     assert r.outcome is Outcome.ACCEPTED
     assert not marker.exists()
     assert value in out.read_text()
+
+
+@pytest.mark.timeout(20)
+def test_timeout_kills_the_whole_pipeline(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    d = MdaDelivery(
+        _query(f"cat >/dev/null; sleep 30 & echo $! > {pidfile}; wait"), RUN, timeout=0.5
+    )
+    r = d.deliver(SpooledMessage.from_bytes(MSG), Envelope("a@b", ("x",)))
+    assert r.outcome is Outcome.TEMPFAIL
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    stat = Path(f"/proc/{child}/stat")
+    while time.monotonic() < deadline:
+        try:
+            # a zombie (state Z) is dead; only its parent's reaper is slow
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the MDA's child process survived the timeout")

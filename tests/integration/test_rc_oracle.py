@@ -12,10 +12,8 @@ the test does not depend on the dump printer.
 
 from __future__ import annotations
 
-import ast
 import os
 import pwd
-import re
 import shutil
 import subprocess
 import sys
@@ -27,11 +25,11 @@ from typing import Any
 import pytest
 
 from pyfetchmail.config.env import Identity, local_hostname
-from pyfetchmail.config.model import Auth, BadHeader, Config, Protocol, Query
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.config.rcfile import LoadResult, build_config
 from pyfetchmail.config.rcgrammar import parse_rc
 from pyfetchmail.errors import FetchmailError
+from tests.data.rc.dumpdict import model_dict, parse_configdump
 from tests.data.rcgen import generate
 
 pytestmark = pytest.mark.oracle
@@ -51,156 +49,6 @@ def _need_fetchmail() -> str:
     return FETCHMAIL
 
 
-# -- reading fetchmail's dump ---------------------------------------------------
-
-_ESCAPE = re.compile(r"\\(0x[0-9a-fA-F]{2}|.)", re.S)
-
-
-def _fix_escapes(text: str) -> str:
-    def repl(m: re.Match[str]) -> str:
-        body = m.group(1)
-        return "\\x" + body[2:] if body.startswith("0x") else m.group(0)
-
-    return _ESCAPE.sub(repl, text)
-
-
-def parse_configdump(stdout: str) -> dict[str, Any]:
-    """The ``fetchmailrc`` dict of a configdump, via a literal parse."""
-    start = stdout.index("fetchmailrc = ")
-    end = stdout.index("# End of initializer")
-    body = stdout[start + len("fetchmailrc = ") : end]
-    # Comments; a poll name with a newline makes fetchmail's comment span lines.
-    body = re.sub(r"# Entry for site `.*?' begins:\n(?=\t\{)", "", body, flags=re.S)
-    body = body.replace("# List of server entries begins here", "")
-    body = re.sub(r"\bTRUE\b", "True", re.sub(r"\bFALSE\b", "False", body))
-    value = ast.literal_eval(_fix_escapes(body))
-    assert isinstance(value, dict)
-    return value
-
-
-# -- the same shape from our model ----------------------------------------------
-
-_PROTO_NAMES = {
-    Protocol.AUTO: "auto",
-    Protocol.POP3: "POP3",
-    Protocol.SDPS: "POP3",
-    Protocol.KPOP: "POP3",
-    Protocol.APOP: "APOP",
-    Protocol.RPOP: "RPOP",
-    Protocol.IMAP: "IMAP",
-    Protocol.ETRN: "ETRN",
-    Protocol.ODMR: "ODMR",
-    Protocol.POP2: "unknown?!?",  # not compiled into the Debian build
-}
-
-
-def _server_dict(q: Query) -> dict[str, Any]:
-    s = q.server
-    proto = _PROTO_NAMES[s.protocol]
-    if proto == "POP3" and s.service == "kpop" and s.auth is Auth.KERBEROS_V4:
-        proto = "KPOP"
-    d: dict[str, Any] = {
-        "pollname": s.pollname,
-        "active": not s.skip,
-        "via": s.via,
-        "protocol": proto,
-        "service": s.service,
-        "timeout": s.timeout,
-        "interval": s.interval,
-        "envelope": s.envelope,
-        "envskip": s.envskip,
-        "qvirtual": s.qvirtual,
-    }
-    if s.auth is not Auth.EXTERNAL:  # fetchmail omits the key for external
-        d["auth"] = s.auth.value
-    d |= {
-        "dns": s.dns,
-        "uidl": s.uidl,
-        "aka": list(s.aka),
-        "localdomains": list(s.localdomains),
-        "interface": s.interface,
-        "monitor": s.monitor,
-        "plugin": s.plugin,
-        "plugout": s.plugout,
-        "principal": s.principal,
-    }
-    if s.esmtpname is not None:
-        d["esmtpname"] = s.esmtpname
-    if s.esmtppassword is not None:
-        d["esmtppassword"] = s.esmtppassword
-    d["tracepolls"] = s.tracepolls
-    d["badheader"] = s.badheader is BadHeader.ACCEPT
-    return d
-
-
-def _user_dict(q: Query) -> dict[str, Any]:
-    u = q.user
-    names: list[Any] = [(n.remote, n.local) if n.mapped else n.remote for n in u.localnames]
-    if u.wildcard:
-        names.append("*")
-    return {
-        "remote": u.remote,
-        "password": u.password,
-        "localnames": names,
-        **{k: getattr(u, k) for k in _USER_BOOLS},
-        "stripcr": u.effective_stripcr,
-        "mda": u.mda,
-        "bsmtp": u.bsmtp,
-        "lmtp": u.lmtp,
-        "preconnect": u.preconnect,
-        "postconnect": u.postconnect,
-        **{k: getattr(u, k) for k in _USER_NUMS},
-        "ssl": u.ssl,
-        "sslkey": u.sslkey,
-        "sslcert": u.sslcert,
-        "sslproto": u.sslproto,
-        "sslcertck": u.sslcertck,
-        "sslcertfile": u.sslcertfile,
-        "sslcertpath": u.sslcertpath,
-        "sslcommonname": u.sslcommonname,
-        "sslfingerprint": u.sslfingerprint,
-        "expunge": u.expunge or 0,
-        "properties": u.properties,
-        "smtphunt": list(u.smtphunt),
-        "fetchdomains": list(u.fetchdomains),
-        "smtpaddress": u.smtpaddress,
-        "smtpname": u.smtpname,
-        "antispam": " ".join(str(n) for n in u.antispam),
-        "mailboxes": list(u.mailboxes),
-    }
-
-
-_USER_BOOLS = ["fetchall", "keep", "flush", "limitflush", "rewrite", "forcecr", "pass8bits"]
-_USER_BOOLS += ["dropstatus", "dropdelivered", "mimedecode", "idle"]
-_USER_NUMS = ["limit", "warnings", "fetchlimit", "fetchsizelimit", "fastuidl", "batchlimit"]
-
-
-def model_dict(config: Config) -> dict[str, Any]:
-    """Our configuration in the shape of fetchmail's configdump dict."""
-    run = config.run
-    servers: list[dict[str, Any]] = []
-    last = None
-    for q in config.queries:
-        if q.server is not last:
-            servers.append(_server_dict(q) | {"users": []})
-            last = q.server
-        servers[-1]["users"].append(_user_dict(q))
-    return {
-        "poll_interval": run.poll_interval,
-        "logfile": run.logfile,
-        "idfile": run.idfile,
-        "postmaster": run.postmaster,
-        "bouncemail": run.bouncemail,
-        "spambounce": run.spambounce,
-        "softbounce": run.softbounce,
-        "properties": run.properties,
-        "invisible": run.invisible,
-        "showdots": run.showdots,
-        "syslog": run.syslog,
-        "servers": servers,
-    }
-
-
 # -- running both sides ---------------------------------------------------------
 
 
@@ -215,8 +63,7 @@ def run_fetchmail(paths: list[Path], home: Path) -> list[tuple[int, str, str]]:
     """``fetchmail -f P --configdump`` for each path, in one bounded batch."""
     binary = _need_fetchmail()
     script = "".join(
-        f'{binary} -f "{p}" --configdump >"{p}.out" 2>"{p}.err"; echo $? >"{p}.rc"\n'
-        for p in paths
+        f'{binary} -f "{p}" --configdump >"{p}.out" 2>"{p}.err"; echo $? >"{p}.rc"\n' for p in paths
     )
     cmd = ["env", "-i", f"HOME={home}", "PATH=/usr/bin:/bin", "LC_ALL=C", "sh", "-c", script]
     if os.getuid() == 0:
@@ -225,7 +72,9 @@ def run_fetchmail(paths: list[Path], home: Path) -> list[tuple[int, str, str]]:
     out = []
     for p in paths:
         rc = int(Path(f"{p}.rc").read_text())
-        out.append((rc, Path(f"{p}.out").read_text("latin-1"), Path(f"{p}.err").read_text("latin-1")))
+        out.append(
+            (rc, Path(f"{p}.out").read_text("latin-1"), Path(f"{p}.err").read_text("latin-1"))
+        )
     return out
 
 
@@ -327,7 +176,9 @@ def _diff(theirs: Any, ours: Any, path: str = "") -> str:
     if isinstance(theirs, dict) and isinstance(ours, dict):
         for key in [*theirs, *(k for k in ours if k not in theirs)]:
             if theirs.get(key, "<missing>") != ours.get(key, "<missing>"):
-                return _diff(theirs.get(key, "<missing>"), ours.get(key, "<missing>"), f"{path}.{key}")
+                return _diff(
+                    theirs.get(key, "<missing>"), ours.get(key, "<missing>"), f"{path}.{key}"
+                )
     if isinstance(theirs, list) and isinstance(ours, list) and len(theirs) == len(ours):
         for i, (a, b) in enumerate(zip(theirs, ours, strict=True)):
             if a != b:
@@ -336,7 +187,9 @@ def _diff(theirs: Any, ours: Any, path: str = "") -> str:
 
 
 def test_dump_reader_fixes_fetchmail_escapes() -> None:
-    text = 'x\nfetchmailrc = {\n    "a":"\\0x01\\\\0x41",\n    \'b\':TRUE,\n}\n# End of initializer\n'
+    text = (
+        'x\nfetchmailrc = {\n    "a":"\\0x01\\\\0x41",\n    \'b\':TRUE,\n}\n# End of initializer\n'
+    )
     assert parse_configdump(text) == {"a": "\x01\\0x41", "b": True}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import tracemalloc
@@ -465,3 +466,37 @@ def test_idle_connection_dropped_by_listener_is_reopened() -> None:
     assert (one.outcome, two.outcome) == (Outcome.ACCEPTED, Outcome.ACCEPTED)
     assert b"NOOP" in seen
     assert seen.count(b"EHLO vm") == 2
+
+
+def test_garbled_reply_is_tempfail_and_reconnects() -> None:
+    seen: list[bytes] = []
+    first = [b"220 hi\r\n", b"250 hi\r\n", b"what is this\r\n"]
+    second = [b"220 hi\r\n", b"250 hi\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n",
+              b"250 queued\r\n", b"221 bye\r\n"]  # fmt: skip
+    port, thread = _scripted_server([first, second], seen)
+    d = _sink(_query((f"127.0.0.1/{port}",)))
+    bad = d.deliver(SpooledMessage.from_bytes(MSG), Envelope("a@b", ("x",)))
+    good = d.deliver(SpooledMessage.from_bytes(MSG), Envelope("a@b", ("x",)))
+    d.close()
+    thread.join(10)
+    assert bad.outcome is Outcome.TEMPFAIL
+    assert "protocol error" in bad.text
+    assert good.outcome is Outcome.ACCEPTED
+
+
+def test_auth_secrets_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[bytes] = []
+    script = [b"220 hi\r\n", b"250-hi\r\n250 AUTH LOGIN\r\n", b"334 VXNlcm5hbWU6\r\n",
+              b"334 UGFzc3dvcmQ6\r\n", b"535 no\r\n", b"221 bye\r\n"]  # fmt: skip
+    port, thread = _scripted_server([script], seen)
+    q = _query((f"127.0.0.1/{port}",), server={"esmtppassword": "s3cret!", "esmtpname": "u"})
+    with caplog.at_level(logging.DEBUG):
+        d = _sink(q)
+        d._connection()
+        d.close()
+    thread.join(10)
+    assert seen[3] == b"czNjcmV0IQ=="  # the password went to the server...
+    text = caplog.text
+    assert "s3cret!" not in text  # ...but never to the log, plain or encoded
+    assert "czNjcmV0IQ==" not in text
+    assert "AUTH as u failed: 535 no" in text

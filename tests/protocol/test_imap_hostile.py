@@ -336,10 +336,24 @@ def test_no_for_batch_falls_back_to_single_fetches() -> None:
 def test_store_no_is_server_error_and_not_pending() -> None:
     replies = {"UID STORE": b"{tag} NO cannot\r\n"}
     with FakeImapServer(replies=replies) as fake:
-        session = open_plain(fake)
+        session = open_plain(fake, keep=True)  # keep: no EXPUNGE after SELECT
         ref = session.select(None).messages[0]
         with pytest.raises(ServerError, match="cannot set flags"):
             session.delete(ref)
         session.close()
     assert "EXPUNGE" not in fake.commands()
     assert "UID EXPUNGE" not in fake.commands()
+
+
+def test_expunge_after_select_without_keep_only() -> None:
+    with FakeImapServer() as fake:
+        for session in (
+            open_plain(fake),
+            open_plain(fake, keep=True),
+            ImapSource(make_query(fake, **PLAINTEXT), "pw", check_only=True).open(),
+        ):
+            session.select(None)
+            session.close()
+    commands = fake.commands()
+    assert commands.count("EXPUNGE") == 1
+    assert commands[commands.index("EXPUNGE") - 1] == "SELECT"

@@ -28,10 +28,10 @@ class FakeIdentity:
 class DictKeyring(keyring.backend.KeyringBackend):
     """An in-memory keyring backend (keyring's public backend interface)."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self, items: dict[tuple[str, str], str] | None = None) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.items = dict(items or {})
         self.asked: list[tuple[str, str]] = []
 

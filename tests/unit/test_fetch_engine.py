@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pyfetchmail.config.model import Protocol
-from pyfetchmail.errors import SmtpConnectError
+from pyfetchmail.errors import ServerLockBusy, SmtpConnectError
 from pyfetchmail.exitcodes import ExitCode
+from pyfetchmail.fetch import MessageOrigin, PollStats, poll_query
+from pyfetchmail.fetch_report import fetchlimit_line
 from pyfetchmail.uidstore import UidStore
-from tests.fakes.memory import FakeDelivery, FakeServer, Rig, make_message, make_query
+from tests.fakes.memory import (
+    FakeDelivery,
+    FakeServer,
+    FakeSession,
+    Rig,
+    make_message,
+    make_query,
+)
 
 
 def rig(
@@ -118,7 +129,7 @@ def test_fetchlimit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     q = make_query(fetchlimit=2)
     assert r.poll(q) == ExitCode.MAXFETCH
     assert (
-        "fetchlimit 2 reached; 3 message(s) left on server mail.example account joe"
+        "fetchlimit 2 reached; 3 messages left on server mail.example account joe"
         in caplog.messages
     )
     assert server.remaining() == ["uid-3", "uid-4", "uid-5"]
@@ -345,3 +356,79 @@ def test_delivery_opened_lazily_and_closed(tmp_path: Path) -> None:
     r2 = rig(tmp_path, FakeServer.with_messages(1))
     r2.poll(make_query())
     assert r2.delivery.closed == 1
+
+
+def test_poll_reports_oversized_messages_for_warnings(tmp_path: Path) -> None:
+    server = FakeServer.with_messages(1)
+    server.add("INBOX", make_message(2, b"x" * 500), uid="big")
+    r = rig(tmp_path, server)
+    seen: list[PollStats] = []
+    ctx = r.context()
+    ctx = dataclasses.replace(ctx, on_stats=lambda q, stats: seen.append(stats))
+    poll_query(make_query(limit=200), ctx)
+    assert len(seen) == 1
+    assert seen[0].fetched == 1
+    assert [(o.uid, o.size, o.flushed) for o in seen[0].oversized] == [("big", 617, False)]
+
+
+def test_lockbusy_between_expunge_sub_sessions_is_retried(tmp_path: Path) -> None:
+    server = FakeServer.with_messages(4)
+    r = rig(tmp_path, server)
+    ctx = r.context()
+    source = r.source
+    assert source is not None
+    real_open = source.open
+    opens = iter([real_open, None, None, real_open, real_open])
+    naps: list[float] = []
+
+    def flaky_open() -> FakeSession:
+        step = next(opens)
+        if step is None:
+            raise ServerLockBusy("-ERR [IN-USE] mailbox locked")
+        return step()
+
+    source.open = flaky_open  # type: ignore[method-assign]
+    ctx = dataclasses.replace(ctx, sleep=naps.append)
+    assert poll_query(make_query(expunge=2), ctx) == ExitCode.SUCCESS
+    assert server.remaining() == []
+    assert naps == [3.0, 3.0]
+
+
+def test_expunge_split_does_not_loop_on_messages_that_stay(tmp_path: Path) -> None:
+    server = FakeServer.with_messages(5)
+    # Messages 1 and 2 always get a 4xx: each sub-session must move on, not retry them.
+    delivery = FakeDelivery(
+        lambda d: (451, "later") if b"message 1" in d or b"message 2" in d else (250, "ok")
+    )
+    r = rig(tmp_path, server, delivery)
+    assert r.poll(make_query(expunge=2)) == ExitCode.SUCCESS
+    assert server.remaining() == ["uid-1", "uid-2"]
+    assert len(delivery.attempts) == 5
+
+
+def test_fetchlimit_line_singular() -> None:
+    assert (
+        fetchlimit_line(2, 1, "h", "u")
+        == "fetchlimit 2 reached; 1 message left on server h account u"
+    )
+
+
+@pytest.mark.parametrize(("dns", "address"), [(True, "127.0.0.1"), (False, None)])
+def test_origin_has_no_server_address_with_no_dns(
+    tmp_path: Path, dns: bool, address: str | None
+) -> None:
+    origins: list[MessageOrigin] = []
+    r = rig(tmp_path, FakeServer.with_messages(1))
+    ctx = r.context()
+    real = ctx.prepare
+
+    def spy(msg: Any, query: Any, c: Any, origin: MessageOrigin, prev: bytes | None) -> Any:
+        origins.append(origin)
+        return real(msg, query, c, origin, prev)
+
+    query = make_query()
+    query = dataclasses.replace(query, server=dataclasses.replace(query.server, dns=dns))
+    poll_query(query, dataclasses.replace(ctx, prepare=spy))
+    assert [o.server_address for o in origins] == [address]
+    assert origins[0].protocol_name == "POP3"
+    assert origins[0].pollname == "mail.example"

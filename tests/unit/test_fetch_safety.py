@@ -39,6 +39,12 @@ def _rig(tmp_path: Path, protocol: str, chaos: Chaos) -> Rig:
     )
 
 
+def _subdir(base: Path, name: str) -> Path:
+    path = base / name
+    path.mkdir()
+    return path
+
+
 def _events(protocol: str, options: dict[str, Any], tmp_path: Path) -> list[str]:
     chaos = Chaos()
     r = _rig(tmp_path, protocol, chaos)
@@ -144,9 +150,7 @@ def test_rule3_recorded_message_still_on_server_is_deleted_not_redelivered(
     caplog.set_level("INFO")
     chaos = Chaos()
     r = _rig(tmp_path, "POP3", chaos)
-    chaos.kill_at = len(
-        _events("POP3", {}, tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path)
-    )
+    chaos.kill_at = len(_events("POP3", {}, _subdir(tmp_path, "dry")))
     # Killed at the very last event (QUIT): all DELEs are rolled back by the server.
     with pytest.raises(Killed):
         r.poll(make_query())
@@ -207,9 +211,7 @@ def test_state_is_saved_after_every_message(tmp_path: Path) -> None:
     chaos = Chaos()
     r = _rig(tmp_path, "POP3", chaos)
     # Kill at the second DELE: the first two messages must already be on disk.
-    events = _events(
-        "POP3", {}, tmp_path / "dry" if (tmp_path / "dry").mkdir() is None else tmp_path
-    )
+    events = _events("POP3", {}, _subdir(tmp_path, "dry"))
     chaos.kill_at = events.index("delete uid-2") + 1
     with pytest.raises(Killed):
         r.poll(make_query())

@@ -274,8 +274,44 @@ def test_safe_options_wake_the_daemon(
     expected = "" if silent else f"pyfetchmail: background pyfetchmail at {proc.pid} awakened.\n"
     assert out.getvalue() == expected
     deadline = time.monotonic() + 5
-    while not marks.exists() and time.monotonic() < deadline:
+    while (not marks.exists() or not marks.read_text()) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert marks.read_text() == "usr1\n"
     assert proc.poll() is None
     proc.send_signal(signal.SIGKILL)
+
+
+_RACER = r"""
+import os, sys, time
+from pyfetchmail.errors import LockError
+from pyfetchmail.lock import PidLock
+path, go = sys.argv[1], float(sys.argv[2])
+while time.time() < go:
+    pass
+lock = PidLock(path)
+try:
+    lock.acquire(None)
+except LockError:
+    print("lost", flush=True)
+    sys.exit(0)
+print("won", flush=True)
+time.sleep(1.0)
+lock.release()
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("stale", [False, True])
+def test_racing_starts_have_exactly_one_winner(lockpath: str, stale: bool) -> None:
+    if stale:  # everybody finds the same stale lock and wants to replace it
+        Path(lockpath).write_text(f"{_dead_pid()}\n")
+    go = time.time() + 1.5
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, lockpath, str(go)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
+    results = [r.communicate(timeout=30)[0].strip() for r in racers]
+    assert sorted(results) == ["lost"] * 7 + ["won"]
+    assert not os.path.exists(lockpath)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyfetchmail.errors import LocalIOError
-from pyfetchmail.uidstore import SIDECAR_SUFFIX, FileSystem, UidStore
+from pyfetchmail.uidstore import JOURNAL_SUFFIX, SIDECAR_SUFFIX, FileSystem, UidStore
 
 # Written the way fetchmail 6.4 writes it, plus the oddities its reader accepts.
 FETCHMAIL_IDS = (
@@ -214,3 +214,46 @@ def test_in_memory_store_never_writes(tmp_path: Path) -> None:
     store.save()
     assert not store.dirty
     assert store.seen("joe", "h") == {"1"}
+
+
+def test_record_appends_to_a_journal_that_save_folds_in(tmp_path: Path) -> None:
+    path = tmp_path / "ids"
+    store = UidStore.load(str(path))
+    store.record("joe", "pop.example", None, "u1", seen=True, pending=True)
+    store.record("joe", "imap.example", "INBOX", "7", delivered=True, uidvalidity=42)
+    journal = Path(str(path) + JOURNAL_SUFFIX)
+    assert len(journal.read_text().splitlines()) == 2
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    assert not path.exists()  # only the journal was written: one flush per record
+    # A crash now: a fresh load replays the journal.
+    again = UidStore.load(str(path))
+    assert again.seen("joe", "pop.example") == {"u1"}
+    assert again.folder_state("joe", "pop.example").pending_delete == {"u1"}
+    imap = again.folder_state("joe", "imap.example", "INBOX")
+    assert (imap.uidvalidity, imap.delivered) == (42, {"7"})
+    again.save()
+    assert not journal.exists()
+    assert path.read_text() == "joe@pop.example u1\n"
+    final = UidStore.load(str(path))
+    assert final.folder_state("joe", "imap.example", "INBOX").delivered == {"7"}
+
+
+def test_torn_last_journal_line_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "ids"
+    store = UidStore.load(str(path))
+    store.record("joe", "h", None, "u1", seen=True)
+    store.record("joe", "h", None, "u2", seen=True)
+    journal = Path(str(path) + JOURNAL_SUFFIX)
+    data = journal.read_bytes()
+    journal.write_bytes(data[:-10])  # the crash hit in the middle of the second append
+    assert UidStore.load(str(path)).seen("joe", "h") == {"u1"}
+
+
+def test_failed_journal_append_is_an_io_error(tmp_path: Path) -> None:
+    class NoSpace(FileSystem):
+        def append(self, path: str, data: bytes) -> bool:
+            raise OSError(28, "No space left on device")
+
+    store = UidStore.load(str(tmp_path / "ids"), NoSpace())
+    with pytest.raises(LocalIOError, match="No space left on device"):
+        store.record("joe", "h", None, "u1", seen=True)
