@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import resource
 import shutil
 import signal
@@ -34,7 +35,7 @@ from testbed.dovecot import Dovecot, MailUser
 from testbed.fastsink import FastSmtpSink
 from testbed.proxy import DelayProxy
 
-__all__ = ["Case", "Result", "markdown_table", "program_command", "run_case"]
+__all__ = ["Case", "Result", "mailbox_octets", "markdown_table", "program_command", "run_case"]
 
 FETCHMAIL = "/usr/bin/fetchmail"
 GNU_TIME = "/usr/bin/time"
@@ -73,6 +74,7 @@ class Result:
     messages: int = 0
     delivered: int = 0
     left_on_server: int = 0
+    octets: int = 0
     note: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -159,6 +161,7 @@ def run_case(dovecot: Dovecot, case: Case, workdir: Path) -> Result:
     state = Path(tempfile.mkdtemp(prefix=f"{case.name}-", dir=workdir))
     user = dovecot.add_user(f"b{os.getpid()}x{int(time.time() * 1000) % 10**9}", "benchpw")
     result.messages = case.fill(user)
+    result.octets = mailbox_octets(user)
     port = dovecot.pop3s_port if case.protocol == "pop3s" else dovecot.pop3_port
     sink = FastSmtpSink()
     sink.start()
@@ -191,6 +194,15 @@ def run_case(dovecot: Dovecot, case: Case, workdir: Path) -> Result:
     return result
 
 
+def mailbox_octets(user: MailUser) -> int:
+    """Size of the box as the server serves it (CRLF), from Dovecot's ``W=`` in names."""
+    total = 0
+    for path in user.message_files():
+        match = re.search(r",W=(\d+)", path.name)
+        total += int(match.group(1)) if match else path.stat().st_size
+    return total
+
+
 def _last_line(path: Path) -> str:
     try:
         lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
@@ -203,12 +215,13 @@ def _last_line(path: Path) -> str:
 def markdown_table(results: Sequence[Result]) -> str:
     """A Markdown table of *results* (time in s, peak RSS in MiB)."""
     rows = [
-        "| case | program | messages | wall s | msg/s | peak RSS MiB | exit | note |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| case | program | messages | wall s | msg/s | MB/s | peak RSS MiB | exit | note |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         wall = f"{r.wall:.2f}" if r.wall is not None else "-"
-        rate = f"{r.delivered / r.wall:.0f}" if r.wall and r.delivered else "-"
+        rate = f"{r.delivered / r.wall:.1f}" if r.wall and r.delivered else "-"
+        mbps = f"{r.octets / 1e6 / r.wall:.1f}" if r.wall and r.octets and r.ok else "-"
         rss = f"{r.maxrss_kb / 1024:.1f}" if r.maxrss_kb is not None else "-"
         status = "-" if r.status is None else str(r.status)
         note = r.note.replace("|", "\\|")
@@ -216,7 +229,7 @@ def markdown_table(results: Sequence[Result]) -> str:
             note = f"delivered {r.delivered}/{r.messages}, left {r.left_on_server}"
         rows.append(
             f"| {r.case.name} | {r.case.program} | {r.delivered}/{r.messages} | {wall} | {rate} "
-            f"| {rss} | {status} | {note} |"
+            f"| {mbps} | {rss} | {status} | {note} |"
         )
     return "\n".join(rows)
 

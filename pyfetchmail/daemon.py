@@ -27,6 +27,22 @@ parsing.  In order it:
 IDLE queries (``idle`` with IMAP) are handed to :func:`pyfetchmail.idle.run_idle`
 when that module is present, one thread each, and share the stop event.
 
+Differences from fetchmail 6.4 (all deliberate):
+
+- the second-invocation check comes before password lookup, so waking or
+  stopping a daemon never asks for (or fails for lack of) a password;
+- ``--quit`` also waits (up to 10 s) for the daemon to be gone when it is
+  the last argument, so a service manager's stop command returns only then;
+- a SIGUSR1 that arrives during a poll is remembered and starts the next
+  cycle at once (fetchmail drops it), see :mod:`pyfetchmail.signals`;
+- a stop signal during a poll abandons the message in flight safely instead
+  of calling ``exit()`` from the handler (the engine's invariants make this
+  lose nothing; the message is fetched again next time);
+- a poll that raises an unexpected exception ends only that query (status
+  23), never the daemon;
+- warning mails (:mod:`pyfetchmail.notices`) are sent through the query's
+  sink as fetchmail does, with fetchmail's subjects.
+
 Invariants: the lock is removed on every way out of :func:`run` that created
 it, except a re-exec (which keeps it for the same PID); no exception other
 than a :class:`~pyfetchmail.errors.FetchmailError` from setup (bad logfile,
@@ -42,7 +58,6 @@ import os
 import resource
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -51,12 +66,12 @@ from pyfetchmail import __version__
 from pyfetchmail.auth.credentials import resolve_password
 from pyfetchmail.config.model import Config, Query
 from pyfetchmail.config.overrides import CommandLineOptions
-from pyfetchmail.errors import FetchmailError, LocalIOError
+from pyfetchmail.errors import ConfigError, FetchmailError, LocalIOError
 from pyfetchmail.exitcodes import ExitCode, aggregate
 from pyfetchmail.lock import PidLock, handle_running_instance, read_lock
-from pyfetchmail.log import reset_logging, setup_logging
+from pyfetchmail.log import register_secret, reset_logging, setup_logging
 from pyfetchmail.notices import Notice, send_notice
-from pyfetchmail.runner import CycleRunner, PollFunc
+from pyfetchmail.runner import CycleRunner, IdleGroup, PollFunc, idle_module, is_idle
 from pyfetchmail.signals import SignalState, Terminated, WakeReason
 
 __all__ = ["LoadResultLike", "run"]
@@ -208,10 +223,6 @@ def _save_store(store: Any, options: CommandLineOptions) -> None:
         log.error("could not save the UID state: %s", exc)
 
 
-def _is_idle(query: Query) -> bool:
-    return query.user.idle and query.server.protocol.value == "imap"
-
-
 def _say_time(options: CommandLineOptions, syslog: bool) -> bool:
     """fetchmail shows sleep/wake times when verbose, or on a terminal without syslog."""
     try:
@@ -237,9 +248,17 @@ def run(
     :raises FetchmailError: setup failed (logfile, password, lock, detach).
     """
     setup_logging(options, result.config.run)
+    # Files we create (lock, state, temporary spool) are private (spec 4.9).
+    # Process-wide settings are restored on return, for callers that go on
+    # (tests calling cli.main); a daemon never returns here.
+    old_umask = os.umask(0o077)
+    old_core = resource.getrlimit(resource.RLIMIT_CORE)
     try:
         return _run(result, options, poll, interactive)
     finally:
+        os.umask(old_umask)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CORE, old_core)
         reset_logging()
 
 
@@ -251,10 +270,12 @@ def _run(
 ) -> int:
     config = result.config
     run_ctl = config.run
-    os.umask(0o077)
     cwd = os.getcwd()
     rc_mtime = _rc_mtime(result)
     pidfile = run_ctl.pidfile or getattr(result.identity, "pidfile", "")
+    if not config.queries and not (options.quit and options.quit_is_last):
+        # fetchmail checks this before the lock, except for a pure --quit.
+        raise ConfigError("no mailservers have been specified.")
     verdict = handle_running_instance(options, pidfile)
     if verdict is not None:
         return verdict
@@ -265,9 +286,12 @@ def _run(
     passwords = tuple(
         resolve_password(q, result.identity, interactive=interactive) for q in queries
     )
+    for query in config.queries:  # SMTP AUTH secrets are masked in logs too
+        register_secret(query.server.esmtppassword)
     if not (options.verbose and not daemon):
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no passwords in core files
+            hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+            resource.setrlimit(resource.RLIMIT_CORE, (0, hard))  # no passwords in cores
 
     existing = read_lock(pidfile)
     reexeced = existing is not None and existing.pid == os.getpid()
@@ -280,7 +304,7 @@ def _run(
     with SignalState(detached=detached) as sig:
         lock.acquire(interval if daemon else None)
         store = None
-        idle = _IdleThreads()
+        idle = IdleGroup()
         watch = _TimeoutWatch()
         fetch_log = logging.getLogger("pyfetchmail.fetch")
         fetch_log.addFilter(watch)
@@ -288,8 +312,8 @@ def _run(
             if daemon:
                 log.info("starting pyfetchmail %s daemon", __version__)
             store = _load_store(result) if poll is None else None
-            idle_mod = _idle_module(queries)
-            regular = [i for i, q in enumerate(queries) if idle_mod is None or not _is_idle(q)]
+            idle_mod = idle_module(queries)
+            regular = [i for i, q in enumerate(queries) if idle_mod is None or not is_idle(q)]
             runner = CycleRunner(
                 queries=tuple(queries[i] for i in regular),
                 passwords=tuple(passwords[i] for i in regular),
@@ -319,7 +343,7 @@ def _loop(
     rc_mtime: float | None,
     cwd: str,
     store: Any,
-    idle: _IdleThreads,
+    idle: IdleGroup,
 ) -> int:
     """Cycles until done; returns the exit status."""
     last: int | None = None
@@ -328,6 +352,7 @@ def _loop(
         if rc_mtime is not None:
             now_mtime = _rc_mtime(result)
             if now_mtime is not None and now_mtime > rc_mtime:
+                idle.stop()  # let IDLE loops log out rather than vanish mid-message
                 _save_store(store, options)
                 _reexec(result, options, cwd)
         partial: list[int] = []
@@ -352,7 +377,8 @@ def _loop(
             break
         if runner.all_wedged:
             log.error("All connections are wedged.  Exiting.")
-            return int(ExitCode.AUTHFAIL)
+            last = int(ExitCode.AUTHFAIL)
+            break
         if _say_time(options, syslog):
             log.info("sleeping at %s for %d seconds", time.strftime("%c"), interval)
         reason = sig.sleep(interval)
@@ -366,91 +392,9 @@ def _loop(
             idle.wake()
         if _say_time(options, syslog):
             log.info("awakened at %s", time.strftime("%c"))
+    status = last if last is not None else int(ExitCode.SUCCESS)
     if sig.stop_signum is not None:
         log.info("terminated with signal %d", sig.stop_signum)
-    return last if last is not None else int(ExitCode.SUCCESS)
-
-
-def _idle_module(queries: tuple[Query, ...]) -> Any:
-    """``pyfetchmail.idle`` if some query wants IMAP IDLE and it is available."""
-    if not any(_is_idle(q) for q in queries):
-        return None
-    try:
-        return importlib.import_module("pyfetchmail.idle")
-    except ImportError:
-        log.warning("IMAP IDLE is not available in this build; polling instead")
-        return None
-
-
-class _IdleThreads:
-    """The IDLE threads of this run, the event that stops them, their wake events."""
-
-    def __init__(self) -> None:
-        self.stop_event = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.wakes: list[threading.Event] = []
-
-    def start(
-        self,
-        idle_mod: Any,
-        result: LoadResultLike,
-        options: CommandLineOptions,
-        queries: tuple[Query, ...],
-        passwords: tuple[str | None, ...],
-        store: Any,
-        daemon: bool,
-        sig: SignalState,
-    ) -> None:
-        """Start one thread per IDLE query running ``idle.run_idle``."""
-        fetch: Any = importlib.import_module("pyfetchmail.fetch")
-        for query, password in zip(queries, passwords, strict=True):
-            if not _is_idle(query):
-                continue
-            ctx = fetch.PollContext(
-                run=result.config.run,
-                options=options,
-                identity=result.identity,
-                uidstore=store,
-                password=password,
-                daemon=daemon,
-            )
-            wake = threading.Event()
-            thread = threading.Thread(
-                target=self._guard,
-                args=(idle_mod.run_idle, query, ctx, wake, sig),
-                name=f"idle {query.label}",
-                daemon=True,
-            )
-            self.wakes.append(wake)
-            self.threads.append(thread)
-            thread.start()
-
-    def _guard(
-        self,
-        run_idle: Callable[..., Any],
-        query: Query,
-        ctx: Any,
-        wake: threading.Event,
-        sig: SignalState,
-    ) -> None:
-        try:
-            run_idle(query, ctx, stop=self.stop_event, wake=wake)
-        except Exception:
-            log.exception("IDLE loop for %s ended with an internal error", query.label)
-        finally:
-            sig.poke()  # a single run waits for the IDLE loops to end
-
-    def finished(self) -> bool:
-        """True when every IDLE loop has returned."""
-        return not any(t.is_alive() for t in self.threads)
-
-    def wake(self) -> None:
-        """Pass a SIGUSR1 wake-up on to every IDLE loop."""
-        for event in self.wakes:
-            event.set()
-
-    def stop(self) -> None:
-        """Ask every IDLE loop to end and wait (bounded) for it."""
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join(timeout=10.0)
+    elif options.verbose:
+        log.info("normal termination, status %d", status)
+    return status

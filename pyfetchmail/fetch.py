@@ -22,7 +22,8 @@ Rule 2. Record before acting.  After acknowledgement the UID is recorded as
    fold the journal in at the end of each folder and after QUIT.
 Rule 3. A UID recorded as delivered is never delivered again.  If it is still
    on the server (a kill before QUIT/EXPUNGE, a lost connection), the next
-   poll deletes it without fetching it (with ``keep``: leaves it alone).
+   poll deletes it without fetching it (with ``keep``, IMAP: marks it ``\\Seen``
+   if the kill came before the STORE; POP3 has nothing to mark).
    fetchmail's "deleted, but still present" limbo does not exist here.
 Rule 4. Pending-deletion records are dropped only after the deletion is
    durable: POP3 after QUIT answered ``+OK`` (RFC 1939 §6: DELE is applied
@@ -241,7 +242,10 @@ def commit_pop3(stats: PollStats, query: Query, ctx: PollContext) -> None:
     store, remote, host = ctx.uidstore, query.user.remote, query.server.queryname
     gone = set(stats.uncommitted)
     store.forget(remote, host, gone)
-    if stats.present is not None:
+    if stats.present:
+        # fetchmail replaces the old list only when the server listed any UIDs:
+        # an empty listing (a glitch, a locked maildrop) must not make every
+        # kept message look new next time.
         still = set(stats.present) - gone
         store.retain_only(remote, host, still)  # fetchmail's new list replaces the old
         store.update_folder(remote, host, None, keep_only=still)

@@ -238,7 +238,7 @@ class SessionRun:
         if action is Action.DELETE:
             self._delete(ref)
         elif action is Action.MARK_SEEN:
-            self._mark_seen(ref, record=True)
+            self._mark_seen(ref, record=False)  # recorded when it was delivered
             self._update(drop_pending={ref.uid} if ref.uid else set())
             self._save()
         suffix = " flushed" if action is Action.DELETE else " not flushed"
@@ -394,12 +394,11 @@ class SessionRun:
             if result.outcome is not Outcome.ACCEPTED or not bad:
                 return
             code = bad[0].code
-        bounced = self.store.folder_state(self.remote, self.host, self._state_key).bounced
+        already = ref.uid is not None and self.store.was_bounced(
+            self.remote, self.host, self._state_key, ref.uid
+        )
         reason = policy.bounce_reason(
-            code,
-            spam=result.spam,
-            spambounce=self.ctx.run.spambounce,
-            already_bounced=ref.uid is not None and ref.uid in bounced,
+            code, spam=result.spam, spambounce=self.ctx.run.spambounce, already_bounced=already
         )
         if reason is None:
             return
@@ -435,9 +434,15 @@ class SessionRun:
         )  # fmt: skip
 
     def _mark_seen(self, ref: MessageRef, *, record: bool) -> None:
+        """§6.8 step 5 (``keep``).  IMAP records the UID as pending until the
+        server confirmed ``\\Seen``: a kill in between is repaired next poll
+        (PENDING + keep = mark seen), while a message a user later marks unread
+        in another client is left alone."""
         if record:
-            self._record_processed(ref, pending=False)
+            self._record_processed(ref, pending=self.imap)
         self.session.mark_seen(ref)
+        if self.imap and ref.uid is not None:
+            self._update(drop_pending={ref.uid})  # saved at the end of the folder
 
     def _delete(self, ref: MessageRef) -> None:
         """Rule 3: the deletion mark, only after Rule 2; Rule 4 bookkeeping."""
@@ -464,8 +469,8 @@ class SessionRun:
             return
         if self._unexpunged:
             self._expunge()
-        if listing.uidvalidity is not None:
-            present = {r.uid for r in listing.messages if r.uid is not None}
+        present = {r.uid for r in listing.messages if r.uid is not None}
+        if listing.uidvalidity is not None and present:  # never prune on an empty listing
             self._update(keep_only=present)
             self._save()
 

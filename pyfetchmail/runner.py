@@ -1,4 +1,8 @@
-"""One poll cycle over the active queries (spec sections 3, 6.9, 7.2, 7.6).
+"""One poll cycle over the active queries, and the IDLE threads beside it.
+
+(Spec sections 3, 6.9, 7.2, 7.6.)  :class:`IdleGroup` runs the IMAP IDLE
+queries, one thread each (:func:`pyfetchmail.idle.run_idle`); the rest are
+polled by :class:`CycleRunner`.
 
 For each query in file order a cycle:
 
@@ -30,18 +34,32 @@ caught here; it must reach the daemon loop.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyfetchmail import notices
 from pyfetchmail.config.model import Query
+from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.errors import FetchmailError
 from pyfetchmail.exitcodes import ExitCode, aggregate, query_status_name
 from pyfetchmail.notices import Notice
+from pyfetchmail.signals import SignalState
 
-__all__ = ["MAX_TIMEOUTS", "CycleRunner", "PollFunc", "QueryState", "run_hook"]
+__all__ = [
+    "MAX_TIMEOUTS",
+    "CycleRunner",
+    "IdleGroup",
+    "PollFunc",
+    "QueryState",
+    "idle_module",
+    "is_idle",
+    "run_hook",
+]
 
 log = logging.getLogger(__name__)
 
@@ -225,3 +243,99 @@ class CycleRunner:
             self.notify(query, notice)
         except Exception as exc:  # a notice must never break the polling loop
             log.warning('could not send the notice "%s": %s', notice.subject, exc)
+
+
+def is_idle(query: Query) -> bool:
+    """True for a query served by IMAP IDLE instead of polling."""
+    return query.user.idle and query.server.protocol.value == "imap"
+
+
+def idle_module(queries: tuple[Query, ...]) -> Any:
+    """``pyfetchmail.idle`` if some query wants IMAP IDLE and it is available."""
+    if not any(is_idle(q) for q in queries):
+        return None
+    try:
+        return importlib.import_module("pyfetchmail.idle")
+    except ImportError:
+        log.warning("IMAP IDLE is not available in this build; polling instead")
+        return None
+
+
+class IdleGroup:
+    """The IDLE threads of a run, the event that stops them, their wake events.
+
+    fetchmail 6.4 allows one IDLE query and serves it inside its poll; we run
+    each IDLE query in its own thread next to the polling loop.  A thread
+    that ends (e.g. the server cannot IDLE) pokes *sig* so that a single run
+    waiting for its IDLE loops notices.
+    """
+
+    def __init__(self) -> None:
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.wakes: list[threading.Event] = []
+
+    def start(
+        self,
+        idle_mod: Any,
+        result: Any,
+        options: CommandLineOptions,
+        queries: tuple[Query, ...],
+        passwords: tuple[str | None, ...],
+        store: Any,
+        daemon: bool,
+        sig: SignalState,
+    ) -> None:
+        """Start one thread per IDLE query running ``idle.run_idle``."""
+        fetch: Any = importlib.import_module("pyfetchmail.fetch")
+        for query, password in zip(queries, passwords, strict=True):
+            if not is_idle(query):
+                continue
+            ctx = fetch.PollContext(
+                run=result.config.run,
+                options=options,
+                identity=result.identity,
+                uidstore=store,
+                password=password,
+                daemon=daemon,
+            )
+            wake = threading.Event()
+            thread = threading.Thread(
+                target=self._guard,
+                args=(idle_mod.run_idle, query, ctx, wake, sig),
+                name=f"idle {query.label}",
+                daemon=True,
+            )
+            self.wakes.append(wake)
+            self.threads.append(thread)
+            thread.start()
+
+    def _guard(
+        self,
+        run_idle: Callable[..., Any],
+        query: Query,
+        ctx: Any,
+        wake: threading.Event,
+        sig: SignalState,
+    ) -> None:
+        try:
+            run_idle(query, ctx, stop=self.stop_event, wake=wake)
+        except Exception:
+            log.exception("IDLE loop for %s ended with an internal error", query.label)
+        finally:
+            sig.poke()  # a single run waits for the IDLE loops to end
+
+    def finished(self) -> bool:
+        """True when every IDLE loop has returned."""
+        return not any(t.is_alive() for t in self.threads)
+
+    def wake(self) -> None:
+        """Pass a SIGUSR1 wake-up on to every IDLE loop."""
+        for event in self.wakes:
+            event.set()
+
+    def stop(self) -> None:
+        """Ask every IDLE loop to end and wait (bounded) for it."""
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=10.0)

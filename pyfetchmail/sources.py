@@ -3,7 +3,8 @@
 - ``pop3``, ``apop``, ``rpop`` → ``Pop3Source``; ``imap`` → ``ImapSource``.
 - ``auto`` → IMAP first; POP3 only when IMAP failed at the *protocol* level
   (spec §5.1: since fetchmail 6.4.0 a socket, auth, lock, DNS ... failure
-  does not fall through to the next protocol).
+  does not fall through to the next protocol; a protocol error (4) or a
+  server error (7) does).
 - ``pop2``, ``kpop``, ``sdps``, ``etrn``, ``odmr`` are not implemented:
   :class:`UnsupportedProtocolError` (a ProtocolError, exit 4) names the protocol.
 
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from pyfetchmail.config.model import Protocol, Query
-from pyfetchmail.errors import ProtocolError
+from pyfetchmail.errors import FetchmailError, ProtocolError
+from pyfetchmail.exitcodes import ExitCode
 from pyfetchmail.protocols.base import MailSession, MailSource
 
 if TYPE_CHECKING:
     from pyfetchmail.fetch import PollContext
 
-__all__ = ["UnsupportedProtocolError", "open_source"]
+__all__ = ["AutoSource", "UnsupportedProtocolError", "open_source"]
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +62,29 @@ def _imap(query: Query, password: str | None, ctx: PollContext) -> MailSource:
     )
 
 
-class _AutoSource:
+#: Statuses that end ``proto auto`` (spec §5.1); any other failure tries the next protocol.
+_AUTO_FINAL = frozenset(
+    {
+        ExitCode.SUCCESS, ExitCode.NOMAIL, ExitCode.SOCKET, ExitCode.AUTHFAIL,
+        ExitCode.LOCKBUSY, ExitCode.SMTP, ExitCode.MAXFETCH, ExitCode.DNS,
+    }
+)  # fmt: skip
+
+
+class AutoSource:
     """``proto auto``: IMAP, falling back to POP3 on a protocol-level failure only."""
 
-    def __init__(self, query: Query, password: str | None, ctx: PollContext) -> None:
-        self._args = (query, password, ctx)
+    def __init__(self, first: Callable[[], MailSource], second: Callable[[], MailSource]) -> None:
+        self._first, self._second = first, second
 
     def open(self) -> MailSession:
         try:
-            return _imap(*self._args).open()
-        except ProtocolError as exc:
-            log.info("IMAP failed for %s (%s); trying POP3", self._args[0].label, exc)
-        return _pop3(*self._args).open()
+            return self._first().open()
+        except FetchmailError as exc:
+            if exc.exit_code in _AUTO_FINAL:
+                raise
+            log.info("IMAP failed (%s); trying POP3", exc)
+        return self._second().open()
 
 
 def open_source(query: Query, password: str | None, ctx: PollContext) -> MailSource:
@@ -83,5 +97,5 @@ def open_source(query: Query, password: str | None, ctx: PollContext) -> MailSou
     if proto is Protocol.IMAP:
         return _imap(query, password, ctx)
     if proto is Protocol.AUTO:
-        return _AutoSource(query, password, ctx)
+        return AutoSource(lambda: _imap(query, password, ctx), lambda: _pop3(query, password, ctx))
     return _pop3(query, password, ctx)

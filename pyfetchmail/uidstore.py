@@ -124,7 +124,7 @@ class FolderState:
 class _Account:
     remote: str
     host: str
-    uids: list[str] = field(default_factory=list)
+    uids: dict[str, None] = field(default_factory=dict)  # an ordered set
     raw: list[str] = field(default_factory=list)  # original lines, kept while untouched
     touched: bool = False
 
@@ -215,7 +215,7 @@ class UidStore:
         remote, host, uid = parsed
         acct = self._account(remote, host)
         if uid not in acct.uids:
-            acct.uids.append(uid)
+            acct.uids[uid] = None
         acct.raw.append(line if line.endswith("\n") else line + "\n")
 
     def _load_sidecar(self, text: str, where: str) -> None:
@@ -263,7 +263,7 @@ class UidStore:
         with self._lock:
             acct = self._touch(remote, host)
             if uid not in acct.uids:
-                acct.uids.append(uid)
+                acct.uids[uid] = None
                 self._ids_dirty = True
 
     def forget(self, remote: str, host: str, uids: set[str]) -> None:
@@ -273,7 +273,7 @@ class UidStore:
             if acct is None or not uids.intersection(acct.uids):
                 return
             acct = self._touch(remote, host)
-            acct.uids = [u for u in acct.uids if u not in uids]
+            acct.uids = {u: None for u in acct.uids if u not in uids}
             self._ids_dirty = True
 
     def retain_only(self, remote: str, host: str, present: set[str]) -> None:
@@ -303,6 +303,12 @@ class UidStore:
             state = self._folders.get(sidecar_key(remote, host, folder))
             return state.copy() if state else FolderState()
 
+    def was_bounced(self, remote: str, host: str, folder: str | None, uid: str) -> bool:
+        """True when a bounce was already sent for *uid* (no copy of the state)."""
+        with self._lock:
+            state = self._folders.get(sidecar_key(remote, host, folder))
+            return state is not None and uid in state.bounced
+
     def update_folder(
         self,
         remote: str,
@@ -327,24 +333,35 @@ class UidStore:
         with self._lock:
             key = sidecar_key(remote, host, folder)
             state = self._folders.setdefault(key, FolderState())
-            before = state.copy()
-            if reset:
-                state.delivered.clear()
-                state.pending_delete.clear()
-                state.bounced.clear()
-            if uidvalidity is not None:
+            sets = (state.delivered, state.pending_delete, state.bounced)
+            # Track changes by sizes, step by step (no O(n) copies per message).
+            changed = False
+            if reset and any(sets):
+                for uids in sets:
+                    uids.clear()
+                changed = True
+            if uidvalidity is not None and state.uidvalidity != uidvalidity:
                 state.uidvalidity = uidvalidity
-            state.delivered |= add_delivered
-            state.pending_delete |= add_pending
-            state.bounced |= add_bounced
-            for uids in (state.delivered, state.pending_delete, state.bounced):
-                uids -= drop
+                changed = True
+            for uids, add in zip(sets, (add_delivered, add_pending, add_bounced), strict=True):
+                if add:
+                    size = len(uids)
+                    uids |= add
+                    changed = changed or len(uids) != size
+            for uids in sets:
+                size = len(uids)
+                if drop:
+                    uids -= drop
                 if keep_only is not None:
                     uids &= keep_only
-            state.pending_delete -= drop_pending
+                changed = changed or len(uids) != size
+            if drop_pending:
+                size = len(state.pending_delete)
+                state.pending_delete -= drop_pending
+                changed = changed or len(state.pending_delete) != size
             if state.is_empty():
                 del self._folders[key]
-            if state != before:
+            if changed:
                 self._side_dirty = True
 
     # -- per-message records ---------------------------------------------------

@@ -115,7 +115,13 @@ postfix status
 say "pip install -e '.[test]'"
 pip_args=(install -q --disable-pip-version-check -e ".[test]")
 if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -q
     apt-get install -y -q python3-pip python3-venv </dev/null
+fi
+# Build in place when the build backend is already there (faster, no download).
+if python3 -c 'import setuptools, wheel, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 64)' \
+        2>/dev/null; then
+    pip_args+=(--no-build-isolation)
 fi
 if ! python3 -m pip "${pip_args[@]}" 2>/tmp/pfm-pip.err; then
     if grep -q externally-managed-environment /tmp/pfm-pip.err; then

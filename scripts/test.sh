@@ -14,9 +14,9 @@ run() {
 }
 
 run bash scripts/setup.sh
-run ruff check .
-run ruff format --check .
-run mypy
+run python3 -m ruff check .
+run python3 -m ruff format --check .
+run python3 -m mypy
 # pytest exits 5 when it collected no test: that is a failure here too.
 status=0
 run python3 -m pytest "$@" || status=$?

@@ -23,6 +23,7 @@ Invariants and the reasons for them:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import logging
@@ -48,6 +49,16 @@ __all__ = ["Dovecot", "DovecotError", "MailUser", "fingerprint", "free_ports"]
 log = logging.getLogger(__name__)
 
 DOVECOT_BIN = "/usr/sbin/dovecot"
+
+
+_running: set[Dovecot] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop instances a caller forgot (the master would outlive us with ``-F`` too)."""
+    for server in list(_running):
+        server.stop()
 
 
 class DovecotError(RuntimeError):
@@ -241,6 +252,7 @@ class Dovecot:
         for _attempt in range(3):
             try:
                 self._start_once()
+                _running.add(self)
                 return
             except DovecotError as exc:
                 last_error = exc
@@ -304,6 +316,7 @@ class Dovecot:
         self._cleanup()
 
     def _kill(self) -> None:
+        _running.discard(self)
         proc, self._proc = self._proc, None
         if proc is None:
             return

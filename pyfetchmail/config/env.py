@@ -76,9 +76,33 @@ def _realpath(path: str, message: str) -> str:
         raise FetchmailError(message) from exc
 
 
+_DANGEROUS = {
+    "QMAILINJECT": (
+        "qmail-inject or qmail's sendmail wrapper\ntamper with your From: or Message-ID: headers."
+    ),
+    "NULLMAILER_FLAGS": (
+        "nullmailer-inject or nullmailer's\nsendmail wrapper tamper with your From:, "
+        "Message-ID: or Return-Path: headers."
+    ),
+}
+
+
+def _refuse_dangerous(env: Mapping[str, str]) -> None:
+    """fetchmail refuses to run when these make the local MTA rewrite headers."""
+    for var, what in _DANGEROUS.items():
+        if env.get(var):
+            raise FetchmailError(
+                f"fetchmail: The {var} environment variable is set.\n"
+                f"This is dangerous as it can make {what}\n"
+                f'Try "env {var}= fetchmail YOUR ARGUMENTS HERE"\n'
+                "fetchmail: Abort."
+            )
+
+
 def current_identity(environ: Mapping[str, str] | None = None) -> Identity:
     """Compute the :class:`Identity` from *environ* (default ``os.environ``) and passwd."""
     env = os.environ if environ is None else environ
+    _refuse_dangerous(env)
     uid = os.getuid()
     try:
         by_uid = pwd.getpwuid(uid)

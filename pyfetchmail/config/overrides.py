@@ -5,6 +5,12 @@ an empty tuple) means "not given on the command line".  Values are already
 converted (numbers parsed, paths made absolute against the working directory,
 comma lists split) so that this module stays free of I/O.
 
+:func:`apply_overrides` and :func:`apply_run_overrides` work on the *raw*
+option mappings of :mod:`pyfetchmail.config.rcgrammar` (only what was set;
+model field names as keys), before built-in defaults are filled in, because
+fetchmail merges the command line at that point (``-S host`` therefore
+replaces the built-in ``localhost`` instead of joining it).
+
 Invariants (fetchmail 6.4, spec section 1.3):
 - Command-line options override *every* query, including ``skip`` entries.
 - List options (``-r``, ``-S``, ``--fetchdomains``, ``-Z``) are *appended* to
@@ -13,6 +19,7 @@ Invariants (fetchmail 6.4, spec section 1.3):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +27,8 @@ from typing import Any
 from pyfetchmail.config.model import Auth, BadHeader, Protocol
 
 __all__ = ["CommandLineOptions", "apply_overrides", "apply_run_overrides"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

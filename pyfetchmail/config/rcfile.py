@@ -118,6 +118,15 @@ def _read_rc(path: str, *, secure: bool, stdin: TextIO | None) -> tuple[str, boo
             data: bytes = buffer.read()
             return data.decode("latin-1"), True
         return stream.read().encode("utf-8", "surrogateescape").decode("latin-1"), True
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # e.g. ENOTDIR: a directory on the path is a file
+        raise RcPermissionError(
+            "fetchmail: couldn't time-check the run-control file\n"
+            f"fetchmail: lstat: {path}: {exc.strerror}"
+        ) from exc
     if not check_file_security(path, secure=secure):
         return "", False
     try:

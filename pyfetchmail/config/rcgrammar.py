@@ -2,12 +2,15 @@
 
 Design: :mod:`pyfetchmail.config.rclexer` turns the text into tokens (its
 docstring says why the lexer is hand-written).  Each token kind is mapped to
-one private-use character, so the token stream becomes a compact string and
-the pyparsing grammar below matches *items* over it: a ``set`` statement, an
-entry header (``poll``/``skip``/``defaults``) or one option with its
-arguments.  Items are permissive (arguments optional) so pyparsing never
-backtracks across items; :class:`_Builder` then walks the items in order and
-applies fetchmail's (bison LALR) rules exactly, including where the error is
+one private-use character, so the token stream becomes a compact string.
+The pyparsing grammar (:func:`_build_grammar`) matches *statements* over that
+string: ``set ...``, or an entry header (``poll``/``skip``/``defaults``)
+followed by options.  Each option is an *item* (a keyword with its
+arguments) described by a token-level regular expression in :func:`_shapes`;
+items are permissive (arguments optional) so nothing backtracks across
+items, and one regex match per statement keeps pyparsing fast enough for
+thousands of entries.  :class:`_Builder` then walks the items in order and
+applies fetchmail's (bison LALR) rules exactly, including where an error is
 reported:
 
 - a missing or wrong argument is a syntax error *at the token found instead*;
@@ -27,6 +30,7 @@ with model field names as keys.  Merging and defaults live in
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 from dataclasses import dataclass, field
@@ -197,7 +201,8 @@ def _items(stream: str, start: int, end: int) -> list[tuple[str, int, int]]:
     out = []
     while start < end:
         m = _ITEM_RE.match(stream, start, end)
-        assert m is not None and m.lastgroup is not None  # the statement matched
+        assert m is not None
+        assert m.lastgroup is not None
         out.append((m.lastgroup, start, m.end()))
         start = m.end()
     return out
@@ -270,6 +275,15 @@ def parse_rc(text: str, rcfile: str, rcdir: str = "") -> RawConfig:
     return builder.config
 
 
+class _Mode(enum.Enum):
+    """Where the builder is inside a statement."""
+
+    NONE = "none"  # between statements
+    SERVER = "server"  # after the header: server options (or first user option)
+    IMPLICIT = "implicit"  # user options without "user": the default user
+    EXPLICIT = "explicit"  # inside "user ..." blocks
+
+
 class _Builder:
     """Applies fetchmail's statement rules to the item sequence."""
 
@@ -287,7 +301,7 @@ class _Builder:
         self.first_token: str | None = None
         self.entry: RawEntry | None = None
         self.user: dict[str, Any] | None = None
-        self.mode = "none"  # none | server | implicit | explicit
+        self.mode = _Mode.NONE
         self.pending = False  # the current user block is not yet stored
 
     # -- errors -----------------------------------------------------------
@@ -318,7 +332,7 @@ class _Builder:
             if not self.entry.users:
                 self.entry.users.append({})  # no user part: one default query
             self.config.entries.append(self.entry)
-        self.entry, self.user, self.mode = None, None, "none"
+        self.entry, self.user, self.mode = None, None, _Mode.NONE
 
     def _store_user(self) -> None:
         if self.pending and self.entry is not None and self.user is not None:
@@ -371,7 +385,7 @@ class _Builder:
         else:
             name = str(toks[1].value)
             self.entry = RawEntry(name, toks[0].kind == "SKIP", name == "defaults")
-        self.mode = "server"
+        self.mode = _Mode.SERVER
         self.user = {}
         return True
 
@@ -381,7 +395,7 @@ class _Builder:
             if len(toks) == 1:
                 return self.syntax_error(end)
             flag = toks[1].kind
-            if self.mode != "server" and flag in _NO_SERVER:
+            if self.mode is not _Mode.SERVER and flag in _NO_SERVER:
                 return self.syntax_error(start + 1)  # bison shifted NO as a user option
             is_server = flag in _NO_SERVER
         elif kind == "names":
@@ -389,7 +403,7 @@ class _Builder:
         else:
             is_server = first in _SERVER_KINDS
         if is_server:
-            if self.mode != "server":
+            if self.mode is not _Mode.SERVER:
                 return self._server_after_user(kind, toks, start, end)
             return self._server_option(kind, toks, start, end)
         return self._user_option(kind, toks, start, end)
@@ -494,13 +508,13 @@ class _Builder:
     def _user_option(self, kind: str, toks: list[Token], start: int, end: int) -> bool:
         key = toks[0].kind
         if key == "USERNAME":
-            if self.mode == "implicit":
+            if self.mode is _Mode.IMPLICIT:
                 return self.syntax_error(start)
             self._store_user()
             self.user = {}
-            self.mode = "explicit"
-        elif self.mode == "server":
-            self.mode = "implicit"
+            self.mode = _Mode.EXPLICIT
+        elif self.mode is _Mode.SERVER:
+            self.mode = _Mode.IMPLICIT
         self.pending = True
         user = self.user
         assert user is not None

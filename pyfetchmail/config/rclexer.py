@@ -318,7 +318,7 @@ def _word_table() -> dict[str, tuple[str, TokenValue, int | None]]:
 
 _WORD_TABLE = _word_table()
 # In auth state "password" is the auth type and "pass" an ordinary string.
-_AUTH_WORDS = {
+_AUTH_WORDS: dict[str, tuple[str, TokenValue, int | None]] = {
     "password": ("AUTHTYPE", Auth.PASSWORD, _INITIAL),
     "pass": ("STRING", None, None),
 }
@@ -370,8 +370,8 @@ class _Scanner:
             close = text.find(c, i + 1)
             if close >= 0 and close + 1 >= end:  # longest match; ties go to quotes
                 self.state = _INITIAL
-                value = _text_value(text[i + 1 : close])
-                self.tokens.append(Token("STRING", value, self.line, i, close + 1))
+                quoted = _text_value(text[i + 1 : close])
+                self.tokens.append(Token("STRING", quoted, self.line, i, close + 1))
                 return close + 1
         word = text[i:end]
         if self.state == _NAME:

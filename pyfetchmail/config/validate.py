@@ -67,8 +67,10 @@ def service_port(service: str, messages: list[str]) -> int:
             return _bad_service(service, messages)
     if not service.strip(_C_SPACE):
         return _bad_service(service, messages)
+    if service == "kpop":
+        return 1109  # not IANA-registered; fetchmail hard-codes it
     try:
-        infos = socket.getaddrinfo(None, service, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(None, service, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
         return int(infos[0][4][1])
     except socket.gaierror as exc:
         reason = exc.strerror
@@ -86,8 +88,8 @@ def _bad_service(service: str, messages: list[str]) -> int:
 
 def _check_ports(query: Query, warnings: list[str]) -> None:
     server, user = query.server, query.user
-    if server.service is None or server.service == "kpop":
-        return  # fetchmail never resolves its KPOP service name
+    if server.service is None:
+        return
     messages: list[str] = []
     port = service_port(server.service, messages)
     if port < 0:

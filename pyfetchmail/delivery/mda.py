@@ -114,7 +114,7 @@ def strip_cr(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the MDA's process group (its session leader is *proc*)."""
+    """SIGKILL the MDA's process group (its group leader is *proc*)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -147,9 +147,11 @@ class MdaDelivery:
         command = expand_mda(self.command, recipients, envelope.sender)
         log.debug("about to deliver with: %s", command)
         try:
-            # Own session: on timeout the whole MDA pipeline is killed, not just sh.
+            # Own process group: on timeout the whole MDA pipeline is killed, not
+            # just sh.  process_group (setpgid) rather than start_new_session
+            # (setsid) keeps CPython's vfork fast path: ~2 ms less per message.
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", command], stdin=subprocess.PIPE, start_new_session=True
+                ["/bin/sh", "-c", command], stdin=subprocess.PIPE, process_group=0
             )
         except OSError as exc:
             return DeliveryResult(Outcome.TEMPFAIL, 0, f"cannot run MDA: {exc}", where="MDA")

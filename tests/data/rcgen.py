@@ -64,6 +64,27 @@ _BAD = [
     "warnings",
     "# trailing comment",
     "\\",
+    'poll "defaults"',
+    "auth",
+    "envelope 5 keep",
+    "is a=b there",
+    "user a=b keep",
+    "user a b",
+    "to a there",
+    "set no keep",
+    "aka",
+    "skip",
+    '"a"b',
+    "'q'",
+    "limit 2147483647",
+    "warnings -2147483647",
+    "service 'kpop'",
+    "interface eth0",
+    "user a there here",
+    "is = x",
+    "nouidl",
+    "no envelope",
+    "password",
 ]
 
 
@@ -135,7 +156,8 @@ def _server_option(rng: random.Random) -> str:
     if r == 8:
         return f"bad-header {rng.choice(['accept', 'reject'])}"
     if r == 9:
-        return f"interface {rng.choice(['eth0/10.0.0.1', 'eth0/1.2.3.4/255.0.0.0', 'lo'])}"
+        value = rng.choice(["eth0/10.0.0.1", "eth0/1.2.3.4/255.0.0.0", "eth1/10.1", "lo"])
+        return f"interface {value if rng.random() < 0.9 else 'lo'}"
     return f"{rng.choice(_SERVER_STR)} {_value(rng)}"
 
 
@@ -169,7 +191,7 @@ def _user_option(rng: random.Random) -> str:
     if r == 8:
         return f"is {_word(rng)} there"
     if r == 9:
-        return "idle" if rng.random() < 0.3 else "no idle"
+        return "idle" if rng.random() < 0.1 else "no idle"
     return f"{rng.choice(_USER_STR)} {_value(rng)}"
 
 
@@ -187,13 +209,13 @@ def _user_block(rng: random.Random) -> str:
     return _sep(rng).join([head, *opts])
 
 
-def _entry(rng: random.Random, header: str) -> str:
+def _entry(rng: random.Random, header: str, *, blocks: float = 0.9) -> str:
     parts = [header]
     parts += [_server_option(rng) for _ in range(rng.randint(0, 4))]
     r = rng.random()
-    if r < 0.2:
+    if r < 0.2 or (r >= blocks and r < 0.9):
         parts += [_user_option(rng) for _ in range(rng.randint(1, 3))]
-    elif r < 0.9:
+    elif r < blocks:
         parts += [_user_block(rng) for _ in range(rng.randint(1, 3))]
     return _sep(rng).join(parts)
 
@@ -213,7 +235,7 @@ def generate_one(rng: random.Random) -> str:
     """One rc text; about one in four is deliberately invalid."""
     lines = [_set_line(rng) for _ in range(rng.randint(0, 3))]
     if rng.random() < 0.3:
-        lines.append(_entry(rng, "defaults"))
+        lines.append(_entry(rng, "defaults", blocks=0.3))
     for _ in range(rng.randint(0, 3)):
         header = f"{rng.choice(['poll', 'poll', 'server', 'skip'])} {_value(rng)}"
         if rng.random() < 0.1:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -282,3 +284,41 @@ def test_no_password_and_no_tty(home: Home) -> None:
     assert result.stderr.endswith("pyfetchmail: can't find a password for joe@127.0.0.1.\n")
     assert home.poll_lines() == []
     assert not home.pidfile.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (("--pidfile", "{pid}", "-q"), 8, "pyfetchmail: no other pyfetchmail is running\n"),
+        (("-q", "--pidfile", "{pid}"), 5, "pyfetchmail: no mailservers have been specified.\n"),
+        (("--pidfile", "{pid}"), 5, "pyfetchmail: no mailservers have been specified.\n"),
+    ],
+)
+def test_no_rc_file(home: Home, args: tuple[str, ...], status: int, message: str) -> None:
+    home.rc.unlink()
+    result = home.run(*(a.format(pid=home.pidfile) for a in args))
+    assert result.returncode == status
+    assert result.stderr.endswith(message)
+
+
+def test_syslog_run_reaches_the_socket(home: Home) -> None:
+    path = str(home.path / "log.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(10)
+        env = {**home.env(), "PYFETCHMAIL_SYSLOG_ADDRESS": path}
+        proc = subprocess.run(
+            [*_CMD, "--syslog"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert proc.returncode == 5
+        assert proc.stderr == ""  # everything went to syslog
+        lines = [sock.recv(4096).rstrip(b"\0").decode() for _ in range(2)]
+    assert re.fullmatch(
+        r"<19>pyfetchmail\[\d+\]: pre-connection command failed with status 1", lines[0]
+    )
+    assert re.fullmatch(r"<20>pyfetchmail\[\d+\]: Query status=5 \(SYNTAX\)", lines[1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -168,3 +169,37 @@ def test_idle_query_gets_new_mail_without_polling(
     assert time.monotonic() - start < 10
     assert _subjects(smtp_sink) == ["daemon test 1", "daemon test 2"]
     _quit(env, daemon)
+
+
+def test_sigterm_during_delivery_loses_nothing(env: Env, mailuser: Any, smtp_sink: Any) -> None:
+    for n in (1, 2, 3):
+        mailuser.deliver(_message(n))
+    daemon: subprocess.Popen[str] | None = None
+    datas = 0
+
+    def policy(stage: str, arg: Any) -> str | None:
+        nonlocal datas
+        if stage == "DATA":
+            datas += 1
+            if datas == 2 and daemon is not None:
+                # Stop the daemon while it waits for the reply to message 2;
+                # the sink still accepts the message afterwards.
+                daemon.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+        return None
+
+    smtp_sink.policy = policy
+    daemon = env.start("-d", "3600", "-N")
+    err = daemon.communicate(timeout=30)[1]
+    assert "terminated with signal 15" in err
+    assert "Query status" not in err  # it really stopped in the middle of the poll
+    assert not env.pidfile.exists()
+    assert len(mailuser.messages()) >= 2  # message 2 was not acknowledged: still there
+    smtp_sink.policy = None
+    again = env.run()  # a single run picks up what is left
+    assert again.returncode == 0, again.stderr
+    subjects = _subjects(smtp_sink)
+    assert set(subjects) == {"daemon test 1", "daemon test 2", "daemon test 3"}
+    assert subjects.count("daemon test 1") == 1
+    assert subjects.count("daemon test 2") <= 2  # at most the one in flight twice
+    assert mailuser.messages() == []

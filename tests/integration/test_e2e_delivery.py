@@ -10,12 +10,17 @@ counting what is left on the server.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from testbed.maildir import sorted_maildir_files
+from tests.fakes.fake_pop3 import FakePop3Server
 from tests.integration.e2e_helpers import (
     E2E,
     DroppingSmtpServer,
@@ -264,3 +269,145 @@ def test_listener_drops_mid_data_nothing_deleted_rerun_delivers(
         crlf(without_return_path(raw)) for raw in raws
     ]
     assert mailuser.messages() == []
+
+
+# --- the README demo ---------------------------------------------------------------
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("mode", [[], ["--mda"]], ids=["default", "procmail"])
+def test_readme_demo_reports_success(tmp_path: Path, mode: list[str]) -> None:
+    if not (_REPO / "scripts" / "demo.sh").exists() or not (_REPO / "testbed/demo.py").exists():
+        pytest.skip("the demo is not in this tree")
+    if mode:
+        _need_procmail()
+    env = dict(os.environ, PYTHONPATH=str(_REPO), HOME=str(tmp_path), LC_ALL="C")
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed.demo", *mode],
+        cwd=_REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = f"status={done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, report
+    assert "demo OK: every message was delivered locally and removed from the server" in report
+    assert "server box for 'demo' now holds 0 message(s)" in report
+    assert "Traceback" not in report
+
+
+# --- keep: a message that was not delivered is not marked seen (spec §6.8, §6.11) ---
+
+
+@pytest.mark.parametrize(
+    "reply", ["451 4.3.0 try later", "550 5.7.1 rejected"], ids=["transient", "softbounce"]
+)
+def test_keep_does_not_mark_undelivered_message_seen(
+    e2e: E2E, dovecot: Any, mailuser: Any, smtp_sink: Any, reply: str
+) -> None:
+    raws = [sample(1), sample(2)]
+    for raw in raws:
+        mailuser.deliver(raw)
+    smtp_sink.reply_to_data(1, reply)
+    e2e.write_rc(pop3_rc(dovecot, mailuser, smtp_port=smtp_sink.port, user_opts="keep"))
+    first = e2e.pyfetchmail()
+    assert first.returncode == 0, first
+    assert len(smtp_sink.received) == 1
+    assert len(e2e.idfile_lines()) == 1
+
+    second = e2e.pyfetchmail()
+    assert second.returncode == 0, second
+    assert [strip_received(m.data) for m in smtp_sink.received] == [
+        crlf(without_return_path(raws[1])),
+        crlf(without_return_path(raws[0])),
+    ]
+    assert len(e2e.idfile_lines()) == 2
+    assert mailuser.messages() == raws
+    assert e2e.pyfetchmail().returncode == 1
+
+
+def test_keep_mda_failure_is_refetched(e2e: E2E, dovecot: Any, mailuser: Any) -> None:
+    raw = sample(1)
+    mailuser.deliver(raw)
+    flag = e2e.home / "fail-once"
+    flag.write_text("x")
+    box = e2e.home / "out"
+    box.mkdir()
+    mda = f"/bin/sh -c 'if rm {flag} 2>/dev/null; then exit 75; fi; cat > {box}/msg'"
+    e2e.write_rc(pop3_rc(dovecot, mailuser, user_opts=f'keep mda "{mda}"'))
+    assert e2e.pyfetchmail().returncode == 0
+    assert not (box / "msg").exists()
+    assert e2e.idfile_lines() == []
+    again = e2e.pyfetchmail()
+    assert again.returncode == 0, again
+    assert strip_received((box / "msg").read_bytes()) == raw
+    assert len(e2e.idfile_lines()) == 1
+
+
+def test_listener_unreachable_exit_10_nothing_deleted(
+    e2e: E2E, dovecot: Any, mailuser: Any
+) -> None:
+    raws = [sample(1), sample(2)]
+    for raw in raws:
+        mailuser.deliver(raw)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    e2e.write_rc(pop3_rc(dovecot, mailuser, smtp_port=dead_port))
+    done = e2e.pyfetchmail()
+    # spec §6.1: no listener reachable -> exit 10 (verified: fetchmail 6.4.37 too).
+    assert done.returncode == 10, done
+    assert f"SMTP connect to 127.0.0.1/{dead_port} failed" in done.output
+    assert "Query status=10 (SMTP)" in done.output
+    assert mailuser.messages() == raws
+
+
+def _fake_rc(port: int, sink_port: int) -> str:
+    return (
+        f"poll 127.0.0.1 proto pop3 port {port} no dns\n"
+        "  user joe password secret is joe here\n"
+        f"  sslproto '' no sslcertck smtphost 127.0.0.1/{sink_port}\n"
+    )
+
+
+def test_retr_error_skips_one_message_and_keeps_it(e2e: E2E, smtp_sink: Any) -> None:
+    msgs = [crlf(sample(n)) for n in (1, 2, 3)]
+    with FakePop3Server(mailbox=list(msgs), retr_err={2}) as server:
+        e2e.write_rc(_fake_rc(server.port, smtp_sink.port))
+        first = e2e.pyfetchmail()
+        assert first.returncode == 0, first
+        assert [m.mail_from for m in smtp_sink.received] == [
+            "sender1@remote.example",
+            "sender3@remote.example",
+        ]
+        assert server.mailbox == [msgs[1]]
+        server.retr_err = set()
+        second = e2e.pyfetchmail()
+        assert second.returncode == 0, second
+        assert smtp_sink.received[2].mail_from == "sender2@remote.example"
+        assert server.mailbox == []
+
+
+def test_server_drops_during_retr_no_loss_no_duplicate(e2e: E2E, smtp_sink: Any) -> None:
+    # RFC 1939 §6: without QUIT the server deletes nothing, so message 1 (already
+    # delivered) is still there on the next run. fetchmail 6.4.37 delivers it
+    # once and leaves it on the server for ever; pyfetchmail remembers it was
+    # delivered and only deletes it.
+    msgs = [crlf(sample(n)) for n in (1, 2, 3)]
+    with FakePop3Server(mailbox=list(msgs), drop_during_retr=2) as server:
+        e2e.write_rc(_fake_rc(server.port, smtp_sink.port))
+        first = e2e.pyfetchmail()
+        assert first.returncode == 2, first
+        assert len(server.mailbox) == 3
+        server.drop_during_retr = None
+        second = e2e.pyfetchmail()
+        assert second.returncode == 0, second
+        assert [m.mail_from for m in smtp_sink.received] == [
+            f"sender{n}@remote.example" for n in (1, 2, 3)
+        ]
+        assert server.mailbox == []

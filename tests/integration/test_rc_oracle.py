@@ -12,6 +12,7 @@ the test does not depend on the dump printer.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import shutil
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from pyfetchmail.config.env import Identity, local_hostname
+from pyfetchmail.config.model import Auth, BadHeader, Protocol
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.config.rcfile import LoadResult, build_config
 from pyfetchmail.config.rcgrammar import parse_rc
@@ -59,11 +61,13 @@ def _oracle_user() -> tuple[str, int]:
     return "nobody", pwd.getpwnam("nobody").pw_uid
 
 
-def run_fetchmail(paths: list[Path], home: Path) -> list[tuple[int, str, str]]:
-    """``fetchmail -f P --configdump`` for each path, in one bounded batch."""
+def run_fetchmail(
+    paths: list[Path], home: Path, mode: str = "--configdump"
+) -> list[tuple[int, str, str]]:
+    """``fetchmail -f P MODE`` for each path, in one bounded batch."""
     binary = _need_fetchmail()
     script = "".join(
-        f'{binary} -f "{p}" --configdump >"{p}.out" 2>"{p}.err"; echo $? >"{p}.rc"\n' for p in paths
+        f'{binary} -f "{p}" {mode} >"{p}.out" 2>"{p}.err"; echo $? >"{p}.rc"\n' for p in paths
     )
     cmd = ["env", "-i", f"HOME={home}", "PATH=/usr/bin:/bin", "LC_ALL=C", "sh", "-c", script]
     if os.getuid() == 0:
@@ -78,12 +82,15 @@ def run_fetchmail(paths: list[Path], home: Path) -> list[tuple[int, str, str]]:
     return out
 
 
-def run_ours(path: Path, identity: Identity) -> tuple[int, LoadResult | None, list[str]]:
+def run_ours(
+    path: Path, identity: Identity, options: CommandLineOptions | None = None
+) -> tuple[int, LoadResult | None, list[str]]:
     text = path.read_bytes().decode("latin-1")
     rcdir = str(path.parent)
+    options = options or CommandLineOptions(configdump=True)
     try:
         raw = parse_rc(text, str(path), rcdir)
-        result = build_config(raw, CommandLineOptions(configdump=True), identity, rcfile=str(path))
+        result = build_config(raw, options, identity, rcfile=str(path))
     except FetchmailError as exc:
         return int(exc.exit_code), None, str(exc).splitlines()
     return 0, result, list(result.warnings)
@@ -154,6 +161,28 @@ def test_generated_files_match_fetchmail(oracle_home: tuple[Path, Identity]) -> 
     assert not failures, f"{len(failures)} differences; first:\n" + "\n\n".join(failures[:3])
 
 
+@pytest.mark.timeout(300)
+def test_generated_files_version_mode_verdicts(oracle_home: tuple[Path, Identity]) -> None:
+    """With ``-V`` only polled entries are validated: same exit codes and stderr."""
+    home, identity = oracle_home
+    texts = generate(SEED + 1, COUNT // 2)
+    paths = [_write(home, f"v{i:04d}", t, identity.uid) for i, t in enumerate(texts)]
+    options = CommandLineOptions(version=True)
+    failures = []
+    for start in range(0, len(paths), BATCH):
+        chunk = paths[start : start + BATCH]
+        for path, (rc, _out, err) in zip(chunk, run_fetchmail(chunk, home, "-V"), strict=True):
+            if _known_deviation(path):
+                continue
+            code, _result, lines = run_ours(path, identity, options)
+            skip = ("Running as root", "No mailservers set up")
+            err_text = "".join(ln for ln in err.splitlines(True) if not ln.startswith(skip))
+            ours_text = "".join(f"{ln}\n" for ln in lines)
+            if (code, ours_text) != (rc, err_text):
+                failures.append(f"{path.name}: ours {(code, ours_text)!r} != {(rc, err_text)!r}")
+    assert not failures, f"{len(failures)} differences; first:\n" + "\n".join(failures[:3])
+
+
 def _accept_negative_timeouts(theirs: dict[str, Any], ours: dict[str, Any]) -> None:
     """Known deviation: a negative ``timeout`` is the default (300) for us, 0 in the dump."""
     for mine, ref in zip(ours["servers"], theirs["servers"], strict=False):
@@ -195,3 +224,111 @@ def test_dump_reader_fixes_fetchmail_escapes() -> None:
 
 if __name__ == "__main__":  # pragma: no cover - manual debugging aid
     sys.exit(pytest.main([__file__, "-x", "-q"]))
+
+
+_CLI_RC = (
+    "set daemon 5\nset syslog\n"
+    "defaults proto pop3 keep\n"
+    "poll a aka mail.example.net user u smtphost bar folder F1 antispam 571 limit 9\n"
+    "skip b proto imap timeout 20 user v pass w fetchall\n"
+    "poll c auth password user x no keep\n"
+)
+_CLI_CASES: list[tuple[list[str], CommandLineOptions]] = [
+    ([], CommandLineOptions()),
+    (
+        ["MAIL.example.NET", "b", "newhost.example"],
+        CommandLineOptions(servers=("MAIL.example.NET", "b", "newhost.example")),
+    ),
+    (
+        ["-k", "-l", "0", "-S", "foo,baz/24", "-r", "F2", "-Z", "550,501", "--ssl", "-p", "IMAP"],
+        CommandLineOptions(
+            keep=True,
+            limit=0,
+            smtphosts=("foo", "baz/24"),
+            folders=("F2",),
+            antispam=(550, 501),
+            ssl=True,
+            protocol=Protocol.IMAP,
+        ),
+    ),
+    (
+        ["-K", "-a", "-F", "-n", "-t", "0", "-e", "3", "-b", "4", "-B", "5", "-w", "6"],
+        CommandLineOptions(
+            keep=False,
+            fetchall=True,
+            flush=True,
+            norewrite=True,
+            timeout=0,
+            expunge=3,
+            batchlimit=4,
+            fetchlimit=5,
+            warnings=6,
+        ),
+    ),
+    (
+        ["--fetchsizelimit", "7", "--fastuidl", "8", "--smtpname", "x@y", "-D", "dom"],
+        CommandLineOptions(fetchsizelimit=7, fastuidl=8, smtpname="x@y", smtpaddress="dom"),
+    ),
+    (
+        ["-m", "procmail -d %T", "-u", "someone", "--auth", "cram-md5", "--bad-header", "accept"],
+        CommandLineOptions(
+            mda="procmail -d %T",
+            username="someone",
+            auth=Auth.CRAM_MD5,
+            bad_header=BadHeader.ACCEPT,
+        ),
+    ),
+    (
+        ["-E", "X-To", "-Q", "pre-", "--principal", "p/h", "--plugin", "pi", "--plugout", "po"],
+        CommandLineOptions(
+            envelope="X-To", qvirtual="pre-", principal="p/h", plugin="pi", plugout="po"
+        ),
+    ),
+    (
+        ["-I", "eth0/10.0.0.1", "-M", "ppp0", "--tracepolls", "-U", "-P", "1110"],
+        CommandLineOptions(
+            interface="eth0/10.0.0.1", monitor="ppp0", tracepolls=True, uidl=True, service="1110"
+        ),
+    ),
+    (
+        ["--nosslcertck", "--sslproto", "tls1.3", "--sslcommonname", "cn", "--idle"],
+        CommandLineOptions(sslcertck=False, sslproto="tls1.3", sslcommonname="cn", idle=True),
+    ),
+    (
+        ["-d", "30", "--postmaster", "pm", "--nobounce", "--nosyslog", "--invisible"],
+        CommandLineOptions(daemon=30, postmaster="pm", nobounce=True, syslog=False, invisible=True),
+    ),
+    (
+        ["--showdots", "--nosoftbounce", "-i", "/nonexistent/ids", "-c"],
+        CommandLineOptions(showdots=True, softbounce=False, idfile="/nonexistent/ids", check=True),
+    ),
+]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("args", "options"), _CLI_CASES, ids=[" ".join(a)[:40] or "none" for a, _ in _CLI_CASES]
+)
+def test_command_line_merge_matches_fetchmail(
+    oracle_home: tuple[Path, Identity], args: list[str], options: CommandLineOptions
+) -> None:
+    home, identity = oracle_home
+    path = _write(home, "cli.rc", _CLI_RC, identity.uid)
+    binary = _need_fetchmail()
+    cmd = ["env", "-i", f"HOME={home}", "PATH=/usr/bin:/bin", "LC_ALL=C"]
+    cmd += [binary, "-f", str(path), "--configdump", *args]
+    if os.getuid() == 0:
+        cmd = ["runuser", "-u", "nobody", "--", *cmd]
+    done = subprocess.run(cmd, cwd=home, timeout=60, capture_output=True, text=True, check=False)
+    options = dataclasses.replace(options, configdump=True)
+    raw = parse_rc(_CLI_RC, str(path), str(home))
+    if done.returncode != 0:
+        with pytest.raises(FetchmailError) as info:
+            build_config(raw, options, identity, rcfile=str(path))
+        assert (info.value.exit_code, f"{info.value}\n") == (done.returncode, done.stderr)
+        return
+    result = build_config(raw, options, identity, rcfile=str(path))
+    err = "".join(ln for ln in done.stderr.splitlines(True) if "Running as root" not in ln)
+    assert "".join(f"{w}\n" for w in result.warnings) == err
+    theirs, ours = parse_configdump(done.stdout), model_dict(result.config)
+    assert theirs == ours, _diff(theirs, ours)

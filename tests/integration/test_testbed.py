@@ -11,6 +11,9 @@ import poplib
 import smtplib
 import socket
 import ssl
+import stat
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -269,3 +272,9 @@ def test_delay_proxy_adds_latency_and_keeps_order() -> None:
             payload = b"Subject: p\r\n\r\n" + b"".join(b"%08d\r\n" % i for i in range(20_000))
             smtp.sendmail("a@example.org", ["b@example.org"], payload)
         assert sink.kept == [payload]
+
+
+def test_write_rc_is_private(write_rc: Callable[..., Path]) -> None:
+    path = write_rc("poll example.org\n")
+    assert path.read_text() == "poll example.org\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -11,13 +11,14 @@ import pytest
 from pyfetchmail.config.model import Protocol
 from pyfetchmail.errors import ServerLockBusy, SmtpConnectError
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.fetch import MessageOrigin, PollStats, poll_query
+from pyfetchmail.fetch import MessageOrigin, PollStats, poll_query, process_session
 from pyfetchmail.fetch_report import fetchlimit_line
 from pyfetchmail.uidstore import UidStore
 from tests.fakes.memory import (
     FakeDelivery,
     FakeServer,
     FakeSession,
+    FakeSource,
     Rig,
     make_message,
     make_query,
@@ -432,3 +433,51 @@ def test_origin_has_no_server_address_with_no_dns(
     assert [o.server_address for o in origins] == [address]
     assert origins[0].protocol_name == "POP3"
     assert origins[0].pollname == "mail.example"
+
+
+def test_empty_listing_does_not_forget_kept_uids(tmp_path: Path) -> None:
+    server = FakeServer.with_messages(2)
+    r = rig(tmp_path, server)
+    q = make_query(keep=True)
+    r.poll(q)
+    saved = server.folders["INBOX"]
+    server.folders["INBOX"] = []  # the server glitches: an empty maildrop
+    assert r.poll(q) == ExitCode.NOMAIL
+    server.folders["INBOX"] = saved
+    assert r.poll(q) == ExitCode.NOMAIL  # nothing refetched
+    assert len(r.delivery.accepted) == 2
+
+
+def test_gone_uids_are_pruned(tmp_path: Path) -> None:
+    server = FakeServer.with_messages(2)
+    r = rig(tmp_path, server)
+    q = make_query(keep=True)
+    r.poll(q)
+    server.folders["INBOX"].pop(0)  # deleted by another client
+    r.poll(q)
+    assert (tmp_path / "fetchids").read_text() == "joe@mail.example uid-2\n"
+
+
+def test_process_session_on_an_open_session_for_idle(tmp_path: Path) -> None:
+    server = FakeServer.with_messages(2, protocol="IMAP")
+    r = rig(tmp_path, server)
+    ctx = r.context()
+    session = FakeSource(server).open()
+    stats = process_session(session, make_query(Protocol.IMAP), ctx, truename="imap.example")
+    assert (stats.fetched, stats.delivered, stats.deleted) == (2, 2, 2)
+    assert server.remaining() == []  # expunged inside, the session stays open
+    assert not session.closed
+    assert r.delivery.closed == 1  # SMTP closed before the caller IDLEs
+    server.add("INBOX", make_message(3), uid="uid-3")
+    assert process_session(session, make_query(Protocol.IMAP), ctx).delivered == 1
+
+
+def test_fetchlimit_spans_imap_folders(tmp_path: Path) -> None:
+    server = FakeServer.with_messages(2, protocol="IMAP")
+    server.add("Other", make_message(7), uid="7")
+    server.add("Other", make_message(8), uid="8")
+    r = rig(tmp_path, server)
+    q = make_query(Protocol.IMAP, mailboxes=("INBOX", "Other"), fetchlimit=3)
+    assert r.poll(q) == ExitCode.MAXFETCH
+    assert len(r.delivery.accepted) == 3
+    assert server.remaining("Other") == ["8"]

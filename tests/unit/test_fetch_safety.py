@@ -171,11 +171,7 @@ def test_rule3_recorded_message_still_on_server_is_deleted_not_redelivered(
 
 
 def test_rule3_imap_lost_seen_flag_does_not_redeliver(tmp_path: Path) -> None:
-    """keep: killed after recording, before STORE \\Seen: never fetched again.
-
-    The flag is left alone afterwards: the recorded UID already makes the message
-    old, and re-marking could undo a user's "mark as unread" in another client.
-    """
+    """keep: killed after recording, before STORE \\Seen: not fetched again, marked seen."""
     r = Rig(FakeServer.with_messages(1, protocol="IMAP"), FakeDelivery(), str(tmp_path / "ids"))
     chaos = r.server.chaos = Chaos()
     query = make_query(Protocol.IMAP, keep=True)
@@ -187,7 +183,7 @@ def test_rule3_imap_lost_seen_flag_does_not_redeliver(tmp_path: Path) -> None:
     r.server.chaos = Chaos()
     assert r.poll(query) == ExitCode.NOMAIL
     assert len(r.delivery.accepted) == 1
-    assert r.server.folders["INBOX"][0].seen is False
+    assert r.server.folders["INBOX"][0].seen is True  # repaired, not re-delivered
 
 
 class _BrokenDisk(FileSystem):
@@ -219,3 +215,13 @@ def test_state_is_saved_after_every_message(tmp_path: Path) -> None:
     assert store.seen("joe", "mail.example") == {"uid-1", "uid-2"}
     assert store.folder_state("joe", "mail.example").pending_delete == {"uid-1", "uid-2"}
     assert Path(r.idfile + JOURNAL_SUFFIX).exists()  # one append per message, not rewrites
+
+
+def test_keep_leaves_a_message_marked_unread_later_alone(tmp_path: Path) -> None:
+    r = Rig(FakeServer.with_messages(1, protocol="IMAP"), FakeDelivery(), str(tmp_path / "ids"))
+    query = make_query(Protocol.IMAP, keep=True)
+    assert r.poll(query) == ExitCode.SUCCESS
+    r.server.folders["INBOX"][0].seen = False  # "mark as unread" in a webmail
+    assert r.poll(query) == ExitCode.NOMAIL  # not delivered again ...
+    assert r.server.folders["INBOX"][0].seen is False  # ... and the user's choice stays
+    assert len(r.delivery.accepted) == 1

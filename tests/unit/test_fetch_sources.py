@@ -8,10 +8,17 @@ import pytest
 
 from pyfetchmail.config.model import Protocol, RunControl
 from pyfetchmail.config.overrides import CommandLineOptions
-from pyfetchmail.errors import AuthError, DNSError, ServerLockBusy, SocketError
+from pyfetchmail.errors import (
+    AuthError,
+    DNSError,
+    RemoteProtocolError,
+    ServerError,
+    ServerLockBusy,
+    SocketError,
+)
 from pyfetchmail.exitcodes import ExitCode
 from pyfetchmail.fetch import PollContext, poll_query
-from pyfetchmail.sources import UnsupportedProtocolError, open_source
+from pyfetchmail.sources import AutoSource, UnsupportedProtocolError, open_source
 from pyfetchmail.uidstore import UidStore
 from tests.fakes.memory import FakeDelivery, FakeServer, FakeSource, Rig, make_query
 
@@ -47,7 +54,30 @@ def test_sources_map_to_the_drivers() -> None:
     imap = open_source(make_query(Protocol.IMAP, uidl=True), "pw", _ctx())
     assert type(pop).__name__ == "Pop3Source"
     assert type(imap).__name__ == "ImapSource"
-    assert type(open_source(make_query(Protocol.AUTO), "pw", _ctx())).__name__ == "_AutoSource"
+    assert isinstance(open_source(make_query(Protocol.AUTO), "pw", _ctx()), AutoSource)
+
+
+@pytest.mark.parametrize(
+    ("error", "falls_through"),
+    [
+        (RemoteProtocolError("not an IMAP greeting"), True),
+        (ServerError("BAD"), True),
+        (SocketError("refused"), False),
+        (AuthError("bad password"), False),
+        (ServerLockBusy("locked"), False),
+    ],
+)
+def test_auto_falls_back_to_pop3_only_on_protocol_level_failures(
+    error: Exception, falls_through: bool
+) -> None:
+    pop3 = FakeSource(FakeServer.with_messages(1))
+    auto = AutoSource(lambda: FakeSource(FakeServer(), error), lambda: pop3)
+    if falls_through:
+        assert auto.open().protocol_name == "POP3"
+    else:
+        with pytest.raises(type(error)):
+            auto.open()
+        assert pop3.sessions == []
 
 
 @pytest.mark.parametrize(
