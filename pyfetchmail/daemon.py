@@ -40,7 +40,7 @@ Differences from fetchmail 6.4 (all deliberate):
   lose nothing; the message is fetched again next time);
 - a poll that raises an unexpected exception ends only that query (status
   23), never the daemon;
-- warning mails (:mod:`pyfetchmail.notices`) are sent through the query's
+- warning mails (:mod:`pyfetchmail.delivery.warnings`) are sent through the query's
   sink as fetchmail does, with fetchmail's subjects.
 
 Invariants: the lock is removed on every way out of :func:`run` that created
@@ -66,11 +66,11 @@ from pyfetchmail import __version__
 from pyfetchmail.auth.credentials import resolve_password
 from pyfetchmail.config.model import Config, Query
 from pyfetchmail.config.overrides import CommandLineOptions
+from pyfetchmail.delivery.warnings import WarningMail, send_warning_mail
 from pyfetchmail.errors import ConfigError, FetchmailError, LocalIOError
 from pyfetchmail.exitcodes import ExitCode, aggregate
 from pyfetchmail.lock import PidLock, handle_running_instance, read_lock
 from pyfetchmail.log import register_secret, reset_logging, setup_logging
-from pyfetchmail.notices import Notice, send_notice
 from pyfetchmail.runner import CycleRunner, IdleGroup, PollFunc, idle_module, is_idle
 from pyfetchmail.signals import SignalState, Terminated, WakeReason
 
@@ -199,11 +199,11 @@ def _engine_poll(
     return poll
 
 
-def _notifier(result: LoadResultLike) -> Callable[[Query, Notice], object]:
+def _notifier(result: LoadResultLike) -> Callable[[Query, WarningMail], object]:
     host = str(getattr(result.identity, "fetchmailhost", "") or "localhost")
 
-    def notify(query: Query, notice: Notice) -> object:
-        return send_notice(query, result.config.run, host, notice)
+    def notify(query: Query, mail: WarningMail) -> object:
+        return send_warning_mail(query, result.config.run, host, mail)
 
     return notify
 

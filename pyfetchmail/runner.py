@@ -25,7 +25,7 @@ For each query in file order a cycle:
    mode the third (or, after an earlier success, the tenth) in a row logs a
    one-time warning, and the next success logs that authentication is OK
    again; both are also mailed to the user through *notify*
-   (:mod:`pyfetchmail.notices`, spec section 6.9), as is the wedging.
+   (:mod:`pyfetchmail.delivery.warnings`, spec section 6.9), as is the wedging.
 
 The cycle's status is :func:`pyfetchmail.exitcodes.aggregate` of the polled
 statuses.  Invariant: :class:`~pyfetchmail.signals.Terminated` is never
@@ -42,12 +42,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyfetchmail import notices
 from pyfetchmail.config.model import Query
 from pyfetchmail.config.overrides import CommandLineOptions
+from pyfetchmail.delivery import warnings as warning_mails
+from pyfetchmail.delivery.warnings import WarningMail
 from pyfetchmail.errors import FetchmailError
 from pyfetchmail.exitcodes import ExitCode, aggregate, query_status_name
-from pyfetchmail.notices import Notice
 from pyfetchmail.signals import SignalState
 
 __all__ = [
@@ -113,11 +113,11 @@ class CycleRunner:
     :param queries: active queries in file order.
     :param passwords: resolved password per query index.
     :param poll: the per-query poll function.
-    :param daemon: daemon mode (``interval``, authentication notices).
+    :param daemon: daemon mode (``interval``, authentication warning mails).
     :param verbose: ``-v`` count (``Query status=1`` and interval notes).
     :param timed_out: tells whether the last poll of a query ended in a
         timeout (the engine knows; by default no poll counts as one).
-    :param notify: sends a warning mail (:mod:`pyfetchmail.notices`).
+    :param notify: sends a warning mail (:mod:`pyfetchmail.delivery.warnings`).
     """
 
     queries: tuple[Query, ...]
@@ -126,7 +126,7 @@ class CycleRunner:
     daemon: bool = False
     verbose: int = 0
     timed_out: Callable[[Query, int], bool] = lambda _q, _s: False
-    notify: Callable[[Query, Notice], object] | None = None
+    notify: Callable[[Query, WarningMail], object] | None = None
     states: list[QueryState] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -214,7 +214,12 @@ class CycleRunner:
                     state.timeouts,
                     query.label,
                 )
-                self._notify(query, notices.timeouts(query, state.timeouts))
+                self._notify(
+                    query,
+                    warning_mails.timeout_warning(
+                        query.server.pollname, query.user.remote, state.timeouts
+                    ),
+                )
         else:
             state.timeouts = 0
         if status == ExitCode.AUTHFAIL:
@@ -227,22 +232,31 @@ class CycleRunner:
                     query.label,
                     state.auth_failures,
                 )
-                self._notify(query, notices.auth_failed(query, state.auth_failures))
+                self._notify(
+                    query,
+                    warning_mails.auth_failure_warning(
+                        query.server.pollname,
+                        query.user.remote,
+                        query.server.protocol.value.upper(),
+                    ),
+                )
         elif status in (ExitCode.SUCCESS, ExitCode.NOMAIL, ExitCode.MAXFETCH):
             if state.auth_warned:
                 log.info("authentication OK on %s again", query.label)
-                self._notify(query, notices.auth_ok(query))
+                self._notify(
+                    query, warning_mails.auth_ok_warning(query.server.pollname, query.user.remote)
+                )
             state.auth_failures = 0
             state.auth_warned = False
             state.authenticated = True
 
-    def _notify(self, query: Query, notice: Notice) -> None:
+    def _notify(self, query: Query, mail: WarningMail) -> None:
         if self.notify is None:
             return
         try:
-            self.notify(query, notice)
-        except Exception as exc:  # a notice must never break the polling loop
-            log.warning('could not send the notice "%s": %s', notice.subject, exc)
+            self.notify(query, mail)
+        except Exception as exc:  # a warning mail must never break the polling loop
+            log.warning('could not send the warning mail "%s": %s', mail.subject, exc)
 
 
 def is_idle(query: Query) -> bool:

@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from datetime import datetime
 from email.header import Header
 
 from pyfetchmail.config.model import Query, RunControl
-from pyfetchmail.delivery.base import Delivery, DeliveryResult, Envelope
+from pyfetchmail.delivery.base import Delivery, DeliveryResult, Envelope, Outcome
 from pyfetchmail.delivery.headers import format_date
+from pyfetchmail.errors import FetchmailError
 from pyfetchmail.message import SpooledMessage
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "compose_warning",
     "oversized_warning",
     "send_warning",
+    "send_warning_mail",
     "timeout_warning",
     "warning_recipient",
 ]
@@ -167,3 +170,28 @@ def send_warning(
         result = delivery.deliver(message, Envelope(sender, (recipient,)))
     log.info("warning mail %r to %s: %s", mail.subject, recipient, result.outcome.value)
     return result
+
+
+def send_warning_mail(query: Query, run: RunControl, fetchmailhost: str, mail: WarningMail) -> bool:
+    """Best effort: open *query*'s own sink, deliver *mail*, close it; True if accepted.
+
+    Used by the daemon outside a poll.  A failure is logged and never raised:
+    a warning mail must not break the polling loop.
+    """
+    try:
+        # Imported lazily: the factory imports every sink module.
+        factory = importlib.import_module("pyfetchmail.delivery.factory")
+        sink: Delivery = factory.make_delivery(
+            query, run, fetchmailhost, server_truename=query.server.queryname
+        )
+        try:
+            result = send_warning(sink, mail, query=query, run=run, fetchmailhost=fetchmailhost)
+        finally:
+            sink.close()
+    except (FetchmailError, OSError) as exc:
+        log.warning('could not send the warning mail "%s": %s', mail.subject, exc)
+        return False
+    if result.outcome is not Outcome.ACCEPTED:
+        log.warning('the warning mail "%s" was refused: %s', mail.subject, result.text)
+        return False
+    return True
