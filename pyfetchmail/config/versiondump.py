@@ -31,6 +31,7 @@ from pyfetchmail.config.dump import (
     visbuf,
 )
 from pyfetchmail.config.model import DEFAULT_TIMEOUT, Auth, BadHeader, Protocol, Query, Server, User
+from pyfetchmail.errors import FetchmailError
 
 __all__ = ["read_saved_uids", "version_banner", "version_dump"]
 
@@ -70,35 +71,22 @@ def version_banner() -> str:
 
 
 def read_saved_uids(path: str, queries: Sequence[Query]) -> dict[int, list[str]]:
-    """Read fetchmail's ``.fetchids`` and return UIDs per query index (spec section 4.3).
+    """Read the idfile and return the saved UIDs per query index (spec section 4.3).
 
-    A line is ``user@host UID``; the account ends at the first blank after the
-    first ``@`` and the host is the text after the *last* ``@``.  Each record
-    goes to the first query whose remote name and query name match
-    (case-insensitively).  A missing or unreadable file means no UIDs.
+    Parsing is :class:`pyfetchmail.uidstore.UidStore`'s (fetchmail's rules,
+    case-insensitive account match).  A missing or unreadable file means no UIDs.
     """
+    from pyfetchmail.uidstore import UidStore  # the fetch layer's reader; lazy for -V only
+
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
+        store = UidStore.load(path)
+    except (FetchmailError, OSError):
         return {}
-    keys = [(q.user.remote.lower(), q.server.queryname.lower()) for q in queries]
     saved: dict[int, list[str]] = {}
-    for line in lines:
-        line = line.lstrip(" \t")
-        at = line.find("@")
-        if at < 0:
-            continue
-        blank = line.find(" ", at)
-        if blank < 0:
-            continue
-        account, rest = line[:blank], line[blank + 1 :].split()
-        if not rest:
-            continue
-        user, _, host = account.rpartition("@")
-        key = (user.lower(), host.lower())
-        if key in keys:
-            saved.setdefault(keys.index(key), []).append(rest[0])
+    for index, q in enumerate(queries):
+        uids = store.uids_for_display(q.user.remote, q.server.queryname)
+        if uids:
+            saved[index] = uids
     return saved
 
 
