@@ -483,17 +483,19 @@ def _say(message: str) -> None:
     sys.stderr.write(f"{PROG}: {message}\n")
 
 
-def _error_text(message: str) -> str:
-    """Error lines for stderr: each prefixed once with the program name.
+def _error_text(message: str, *, exact: bool = False) -> str:
+    """Error lines for stderr.
 
-    The rc parser's messages already follow fetchmail's ``fetchmail:FILE:LINE:``
-    form; only the program name changes there.
+    With *exact* (messages from rc loading, which are fetchmail's own stderr
+    lines) only an existing ``fetchmail`` prefix becomes ``pyfetchmail``;
+    lines fetchmail prints bare stay bare.  Otherwise every line gets the
+    program-name prefix once.
     """
     lines = []
     for line in message.splitlines() or [""]:
         if line.startswith("fetchmail:"):
             lines.append("py" + line)
-        elif line.startswith(f"{PROG}:"):
+        elif line.startswith(f"{PROG}:") or exact:
             lines.append(line)
         else:
             lines.append(f"{PROG}: {line}")
@@ -501,12 +503,8 @@ def _error_text(message: str) -> str:
 
 
 def format_warning(text: str) -> str:
-    """One rc-loading warning as fetchmail prints it: program prefix, except the logfile notice."""
-    if text.startswith("fetchmail: "):
-        text = text[len("fetchmail: ") :]
-    elif text.startswith(f"{PROG}: ") or text.startswith("Logfile "):
-        return text
-    return f"{PROG}: {text}"
+    """One rc-loading warning as fetchmail prints it: only its own prefix is renamed."""
+    return _error_text(text, exact=True).rstrip("\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -526,7 +524,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.version:
             sys.stdout.write(version_banner())
             sys.stdout.flush()
-        result = _load_config(options)
+        try:
+            result = _load_config(options)
+        except FetchmailError as exc:
+            sys.stderr.write(_error_text(str(exc), exact=True))
+            return int(exc.exit_code)
         for warning in result.warnings:
             sys.stderr.write(format_warning(warning) + "\n")
         sys.stderr.flush()

@@ -391,10 +391,20 @@ def _fake_loader(monkeypatch: pytest.MonkeyPatch, outcome: Any) -> list[CommandL
 def test_main_config_error_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _fake_loader(monkeypatch, ConfigError("syntax error at 'x'", "/rc:3:1"))
+    _fake_loader(monkeypatch, ConfigError("fetchmail:/rc:3: syntax error at x"))
     assert cli.main(["-v", "-v", "--configdump"]) == 5
     _, err = capsys.readouterr()
-    assert err == "pyfetchmail: /rc:3:1: syntax error at 'x'\n"
+    assert err == "pyfetchmail:/rc:3: syntax error at x\n"
+
+
+def test_main_keeps_bare_rc_warnings_bare(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # fetchmail prints some loading errors without a program prefix; so do we.
+    _fake_loader(monkeypatch, ConfigError("File /rc must be owned by you."))
+    assert cli.main(["--configdump"]) == 5
+    _, err = capsys.readouterr()
+    assert err == "File /rc must be owned by you.\n"
 
 
 def test_main_rc_syntax_errors_keep_fetchmails_form(
@@ -413,7 +423,8 @@ def test_main_permission_error_exits_6(
 ) -> None:
     _fake_loader(monkeypatch, RcPermissionError("File /rc must be owned by you."))
     assert cli.main(["--configdump"]) == 6
-    assert capsys.readouterr().err == "pyfetchmail: File /rc must be owned by you.\n"
+    # fetchmail prints this one without a program prefix.
+    assert capsys.readouterr().err == "File /rc must be owned by you.\n"
 
 
 def test_main_internal_error_exits_23(
@@ -439,7 +450,9 @@ def test_main_configdump_prints_warnings_first(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     warnings = (
-        "WARNING: h configuration invalid, you normally need --ssl for port 993/service imaps.",
+        "fetchmail: WARNING: h configuration invalid, you normally need --ssl for port 993/"
+        "service imaps.",
+        "Both fetchall and keep on in daemon or idle mode is a mistake!",
         'Logfile "/x/log" does not exist, ignoring logfile option.',
         "fetchmail: warning: multidrop for h requires envelope option!",
     )
@@ -449,6 +462,7 @@ def test_main_configdump_prints_warnings_first(
     assert err == (
         "pyfetchmail: WARNING: h configuration invalid, you normally need --ssl for port"
         " 993/service imaps.\n"
+        "Both fetchall and keep on in daemon or idle mode is a mistake!\n"
         'Logfile "/x/log" does not exist, ignoring logfile option.\n'
         "pyfetchmail: warning: multidrop for h requires envelope option!\n"
     )
