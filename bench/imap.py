@@ -4,6 +4,7 @@ Run from the repository root (as root, after ``scripts/setup.sh``)::
 
     python3 bench/imap.py                          # 1000 and 10000 messages, every case
     python3 bench/imap.py --sizes 200 --programs pyfetchmail --only imap-smtp
+    python3 bench/imap.py --sizes 1000 --rc-extra "expunge 0" --no-baselines
 
 Cases, each for every program and box size: IMAP (STARTTLS, verified) →
 SMTP sink, IMAPS → SMTP sink, IMAP → MDA (``cat >/dev/null``).  Both

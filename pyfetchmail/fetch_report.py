@@ -4,11 +4,20 @@ Pure string builders, so their exact text is tested without a session.
 fetchmail writes some of these lines piecewise (``reading message ...`` then
 `` flushed`` after the DELE); pyfetchmail logs each one whole, once the
 outcome is known: `` flushed`` only after the server confirmed the deletion.
+
+Because a deletion may be confirmed several messages later (POP3 DELE
+pipelined behind RETRs), :class:`PendingLines` holds each message's lines
+until its outcome is known and releases them in message order.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
 __all__ = [
+    "PendingLines",
     "account_label",
     "count_line",
     "fetchlimit_line",
@@ -84,3 +93,51 @@ def outcome_line(
         f"size={size if size is not None else '-'}: {action}"
         + (f" (delivered to {where})" if where else "")
     )
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: object | None  # what the outcome is awaited for; None: no outcome awaited
+    emit: Callable[[bool], None]
+    flushed: bool | None = None
+
+
+class PendingLines:
+    """Per-message log output, released in message order once each outcome is known.
+
+    :meth:`add` queues *emit* (called later with ``flushed``); with a *key*
+    it waits for :meth:`resolve` of that key, without one it is ready (and
+    logged at once when nothing before it is waiting).  Invariant: lines are
+    emitted in the order they were added, each exactly once.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[_Entry] = deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, emit: Callable[[bool], None], key: object | None = None) -> None:
+        """Queue *emit*; ready now (``flushed=False``) unless *key* awaits an outcome."""
+        self._queue.append(_Entry(key, emit, None if key is not None else False))
+        self.release()
+
+    def resolve(self, key: object, flushed: bool) -> None:
+        """Record the outcome for the oldest entry waiting on *key*, then release."""
+        for entry in self._queue:
+            if entry.flushed is None and entry.key == key:
+                entry.flushed = flushed
+                break
+        self.release()
+
+    def release(self) -> None:
+        """Emit every ready entry at the head of the queue."""
+        while self._queue and self._queue[0].flushed is not None:
+            entry = self._queue.popleft()
+            entry.emit(bool(entry.flushed))
+
+    def abandon(self) -> None:
+        """Emit everything left; outcomes never learned count as not flushed."""
+        while self._queue:
+            entry = self._queue.popleft()
+            entry.emit(bool(entry.flushed))

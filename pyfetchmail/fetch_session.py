@@ -5,18 +5,29 @@ messages that need no fetch (pending deletions, ``flush``, oversized) →
 retrieve → prepare → deliver → decide → record → act.  The safety
 invariants it keeps are stated in :mod:`pyfetchmail.fetch`; the places that
 implement them are marked "Rule N".
+
+Deletions may be confirmed late (POP3 pipelines DELE behind RETRs; see
+:mod:`pyfetchmail.protocols.base`).  A deletion counts (``deleted``, POP3
+``uncommitted``, IMAP expunge bookkeeping) and its message is logged
+`` flushed`` only once the server's reply confirmed it; the per-message
+lines wait in :class:`~pyfetchmail.fetch_report.PendingLines` so the log
+keeps message order.  A refused deletion leaves the UID pending (recorded
+before the DELE, Rule 2): the message is logged `` not flushed`` and
+deleted on the next poll.  Every reply is collected before a folder ends,
+hence before QUIT / EXPUNGE.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pyfetchmail import fetch_report as report
 from pyfetchmail import policy
 from pyfetchmail.delivery.base import DeliveryResult, Outcome
-from pyfetchmail.errors import ServerError
+from pyfetchmail.errors import DeliveryError, FetchmailError, LocalIOError, ServerError
 from pyfetchmail.fetch_types import (
     BounceRequest,
     Counters,
@@ -28,7 +39,7 @@ from pyfetchmail.fetch_types import (
 )
 from pyfetchmail.message import SpooledMessage
 from pyfetchmail.policy import Action, Fate, Selection
-from pyfetchmail.protocols.base import FolderListing, MailSession, MessageRef
+from pyfetchmail.protocols.base import DeletionReply, FolderListing, MailSession, MessageRef
 
 if TYPE_CHECKING:
     from pyfetchmail.config.model import Query
@@ -84,10 +95,23 @@ class SessionRun:
         self._state_key: str | None = None
         self._uidvalidity: int | None = None  # of the folder being processed (IMAP)
         self._previous_digest: bytes | None = None  # multidrop duplicate check
+        self._lines = report.PendingLines()
+        # Sessions written before deferred deletion replies confirm in delete().
+        self._deletion_replies: Callable[..., list[DeletionReply]] | None = getattr(
+            session, "deletion_replies", None
+        )
 
     # -- driver ---------------------------------------------------------------
 
     def run(self) -> PollStats:
+        try:
+            self._folders()
+        except BaseException as exc:
+            self._give_up(exc)
+            raise
+        return self._stats()
+
+    def _folders(self) -> None:
         folders: tuple[str | None, ...] = (None,)
         if self.imap and self.query.user.mailboxes:
             folders = self.query.user.mailboxes
@@ -108,6 +132,8 @@ class SessionRun:
                     break
             if self._stopped():
                 break
+
+    def _stats(self) -> PollStats:
         c = self.c
         return PollStats(
             messages=c.messages,
@@ -235,31 +261,31 @@ class SessionRun:
                 "id=%s (num=%d) was delivered earlier but is still on the server; %s",
                 ref.uid, ref.number, "deleting it" if action is Action.DELETE else "keeping it",
             )  # fmt: skip
+
+        def emit(flushed: bool) -> None:
+            suffix = " flushed" if flushed else " not flushed"
+            if sel is Selection.OVERSIZED:
+                size = ref.size or 0
+                self.c.oversized.append(
+                    OversizedMessage(listing.folder, ref.number, ref.uid, size, flushed)
+                )
+            if sel is Selection.OVERSIZED or (sel is Selection.OLD and self.flags.flush):
+                log.info(
+                    "%s",
+                    report.skipping_line(
+                        self.remote, self.truename, ref.number, ref.size,
+                        oversized=sel is Selection.OVERSIZED, suffix=suffix,
+                    ),
+                )  # fmt: skip
+
         if action is Action.DELETE:
-            self._delete(ref)
-        elif action is Action.MARK_SEEN:
+            self._delete(ref, emit)
+            return
+        if action is Action.MARK_SEEN:
             self._mark_seen(ref, record=False)  # recorded when it was delivered
             self._update(drop_pending={ref.uid} if ref.uid else set())
             self._save()
-        suffix = " flushed" if action is Action.DELETE else " not flushed"
-        if sel is Selection.OVERSIZED:
-            size = ref.size or 0
-            self.c.oversized.append(
-                OversizedMessage(listing.folder, ref.number, ref.uid, size, action is Action.DELETE)
-            )
-            log.info(
-                "%s",
-                report.skipping_line(
-                    self.remote, self.truename, ref.number, ref.size, oversized=True, suffix=suffix
-                ),
-            )
-        elif sel is Selection.OLD and self.flags.flush:
-            log.info(
-                "%s",
-                report.skipping_line(
-                    self.remote, self.truename, ref.number, ref.size, oversized=False, suffix=suffix
-                ),
-            )
+        self._lines.add(emit)
 
     # -- fetching -------------------------------------------------------------
 
@@ -316,6 +342,7 @@ class SessionRun:
             todo = todo[done:]
 
     def _handle(self, ref: MessageRef, msg: SpooledMessage, listing: FolderListing) -> None:
+        self._collect()  # DELE replies read while this message was retrieved
         self.c.fetched += 1
         result: DeliveryResult | None = None
         prepared = self.ctx.prepare(
@@ -359,30 +386,36 @@ class SessionRun:
         elif fate is Fate.TRANSIENT:
             self.c.transient += 1
         action = policy.disposition(fate, self.flags)
-        if action is Action.DELETE:
-            self._record_processed(ref, pending=True)  # Rule 2, then Rule 3
-            self._delete(ref)
-        elif action is Action.MARK_SEEN:
-            self._mark_seen(ref, record=True)
+        size, count = msg.size, listing.count
+        where = result.where if result and fate is Fate.DELIVERED else ""
+
+        def emit(flushed: bool) -> None:
+            suffix = " flushed" if flushed else " not flushed"
+            if fate is Fate.RETAINED:
+                suffix = " retained"
+            log.info(
+                "%s",
+                report.reading_line(
+                    self.remote, self.truename, ref.number, count, ref.size or size, suffix
+                ),
+            )
+            log.debug(
+                "%s",
+                report.outcome_line(
+                    remote=self.remote, host=self.host, folder=listing.folder, uid=ref.uid,
+                    size=size, action=f"{fate.value}, {action.value}", where=where,
+                ),
+            )  # fmt: skip
+
         if action is not Action.DELETE and ref.uid is not None:
             self.c.left.add(ref.uid)
-        suffix = " flushed" if action is Action.DELETE else " not flushed"
-        if fate is Fate.RETAINED:
-            suffix = " retained"
-        log.info(
-            "%s",
-            report.reading_line(
-                self.remote, self.truename, ref.number, listing.count, ref.size or msg.size, suffix
-            ),
-        )
-        log.debug(
-            "%s",
-            report.outcome_line(
-                remote=self.remote, host=self.host, folder=listing.folder, uid=ref.uid,
-                size=msg.size, action=f"{fate.value}, {action.value}",
-                where=result.where if result and fate is Fate.DELIVERED else "",
-            ),
-        )  # fmt: skip
+        if action is Action.DELETE:
+            self._record_processed(ref, pending=True)  # Rule 2, then Rule 3
+            self._delete(ref, emit)
+            return
+        if action is Action.MARK_SEEN:
+            self._mark_seen(ref, record=True)
+        self._lines.add(emit)
 
     def _maybe_bounce(
         self, ref: MessageRef, prepared: PreparedLike, result: DeliveryResult
@@ -444,18 +477,47 @@ class SessionRun:
         if self.imap and ref.uid is not None:
             self._update(drop_pending={ref.uid})  # saved at the end of the folder
 
-    def _delete(self, ref: MessageRef) -> None:
-        """Rule 3: the deletion mark, only after Rule 2; Rule 4 bookkeeping."""
+    def _delete(self, ref: MessageRef, emit: Callable[[bool], None]) -> None:
+        """Rule 3: the deletion mark, only after Rule 2.  *emit* logs the message
+        once the server's reply is known (see the module docstring)."""
+        self._lines.add(emit, key=ref)
         self.session.delete(ref)
-        self.c.deleted += 1
-        if ref.uid is None:
-            return
-        if self.imap:
-            self._unexpunged.append(ref.uid)
-            if self.expunge_every and len(self._unexpunged) >= self.expunge_every:
-                self._expunge()
+        if self._deletion_replies is None:
+            self._settled(DeletionReply(ref))  # delete() returned: confirmed
         else:
-            self.c.uncommitted.add(ref.uid)
+            self._collect()
+
+    def _collect(self, *, wait: bool = False) -> None:
+        """Settle the deletion replies read so far (all outstanding with *wait*)."""
+        if self._deletion_replies is not None:
+            for reply in self._deletion_replies(wait=wait):
+                self._settled(reply)
+
+    def _settled(self, reply: DeletionReply) -> None:
+        """Rule 4 bookkeeping for a confirmed deletion; a refused one stays pending."""
+        ref = reply.ref
+        if reply.error is not None:
+            log.warning(
+                "message %s@%s:%d not deleted: %s; it stays pending for the next poll",
+                self.remote, self.truename, ref.number, reply.error,
+            )  # fmt: skip
+        else:
+            self.c.deleted += 1
+            if ref.uid is not None and self.imap:
+                self._unexpunged.append(ref.uid)
+            elif ref.uid is not None:
+                self.c.uncommitted.add(ref.uid)
+        self._lines.resolve(ref, reply.error is None)
+        if self.imap and self.expunge_every and len(self._unexpunged) >= self.expunge_every:
+            self._expunge()
+
+    def _give_up(self, exc: BaseException) -> None:
+        """The session failed: log what is queued (unconfirmed = not flushed)."""
+        if len(self._lines) and isinstance(exc, DeliveryError | LocalIOError):
+            # The connection is fine and the caller commits: learn the outcomes.
+            with contextlib.suppress(FetchmailError):
+                self._collect(wait=True)
+        self._lines.abandon()
 
     def _expunge(self) -> None:
         self.session.expunge()
@@ -465,6 +527,7 @@ class SessionRun:
         self._update(drop=gone)
 
     def _end_of_folder(self, listing: FolderListing) -> None:
+        self._collect(wait=True)  # every DELE reply, before QUIT / EXPUNGE / next folder
         if not self.imap:
             return
         if self._unexpunged:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pyfetchmail.errors import FetchmailError
 
-__all__ = ["Identity", "current_identity", "local_hostname"]
+__all__ = ["Identity", "current_identity", "local_hostname", "qualify_hostname"]
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +44,35 @@ class Identity:
     pidfile: str
     netrc: str
     fetchmailhost: str
+    #: why ``fetchmailhost`` could not be qualified (resolver message), or None
+    fetchmailhost_error: str | None = None
+
+
+def qualify_hostname(name: str) -> tuple[str, str | None]:
+    """*name* qualified via getaddrinfo(AI_CANONNAME) if it has no dot.
+
+    Returns the name and None, or the unqualified name and the resolver's
+    error message when the lookup fails (fetchmail then goes on with the
+    bare name unless ETRN, ODMR or Kerberos V need the full one).
+    """
+    if "." in name:
+        return name, None
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM, flags=socket.AI_CANONNAME)
+    except socket.gaierror as exc:
+        log.debug("cannot qualify host name %r: %s", name, exc)
+        return name, str(exc.strerror)
+    except (OSError, UnicodeError) as exc:
+        return name, str(exc)
+    for info in infos:
+        if info[3]:
+            return info[3], None
+    return name, None
 
 
 def local_hostname() -> str:
-    """This host's name: ``gethostname()``, qualified via AI_CANONNAME if it has no dot.
-
-    Falls back to the unqualified name when the lookup fails (fetchmail
-    insists on a qualified name only for ETRN/ODMR/Kerberos; the caller
-    decides whether that matters).
-    """
-    name = socket.gethostname()
-    if "." in name:
-        return name
-    try:
-        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM, flags=socket.AI_CANONNAME)
-    except (OSError, UnicodeError) as exc:
-        log.debug("cannot qualify host name %r: %s", name, exc)
-        return name
-    for info in infos:
-        if info[3]:
-            return info[3]
-    return name
+    """This host's name: ``gethostname()``, qualified via AI_CANONNAME if it has no dot."""
+    return qualify_hostname(socket.gethostname())[0]
 
 
 def _realpath(path: str, message: str) -> str:
@@ -136,6 +144,7 @@ def current_identity(environ: Mapping[str, str] | None = None) -> Identity:
     base = fmhome.rstrip("/") + "/"
     dot = "." if at_home else ""
     pidfile = ROOT_PIDFILE if uid == 0 else f"{base}{dot}fetchmail.pid"
+    host, host_error = qualify_hostname(socket.gethostname())
     return Identity(
         user=entry.pw_name,
         uid=uid,
@@ -145,5 +154,6 @@ def current_identity(environ: Mapping[str, str] | None = None) -> Identity:
         idfile=f"{base}.fetchids",
         pidfile=pidfile,
         netrc=f"{home.rstrip('/')}/.netrc",
-        fetchmailhost=local_hostname(),
+        fetchmailhost=host,
+        fetchmailhost_error=host_error,
     )

@@ -55,7 +55,7 @@ from pyfetchmail.config.overrides import (
 )
 from pyfetchmail.config.rcgrammar import RawConfig, RawEntry, parse_rc
 from pyfetchmail.config.validate import validate_queries
-from pyfetchmail.errors import ConfigError, RcPermissionError
+from pyfetchmail.errors import ConfigError, DNSError, RcPermissionError
 
 __all__ = ["LoadResult", "build_config", "check_file_security", "load_config"]
 
@@ -192,7 +192,8 @@ def build_config(
         active = not entry.skip if implicit else id(entry) in named
         queries.extend(_entry_queries(entry, defaults, options, identity, active))
     run = _run_control(raw.run, options, identity, rcfile)
-    warnings = validate_queries(
+    warnings = _hostname_warnings(queries, identity)
+    warnings += validate_queries(
         queries, run, configdump=options.configdump, nodetach=options.nodetach
     )
     if run.logfile is not None and not os.path.exists(run.logfile):
@@ -200,6 +201,33 @@ def build_config(
         run = _replace_logfile(run)
     config = Config(run=run, queries=tuple(queries))
     return LoadResult(config, tuple(warnings), rcfile, rcfile_exists, identity)
+
+
+def _hostname_warnings(queries: list[Query], identity: Identity) -> list[str]:
+    """fetchmail's ``host_fqdn``: an unqualified host name is fatal only where needed.
+
+    ETRN and ODMR send this host's name as the domain to fetch for, and
+    Kerberos V needs it for the service principal (exit 11 then); otherwise
+    fetchmail warns and goes on with the bare name.
+    """
+    if identity.fetchmailhost_error is None:
+        return []
+    lines = [
+        f'getaddrinfo failed for "{identity.fetchmailhost}": {identity.fetchmailhost_error}',
+        "Cannot find my own host in hosts database to qualify it!",
+    ]
+    needs_fqdn = (Protocol.ETRN, Protocol.ODMR)
+    if any(
+        q.server.active and (q.server.protocol in needs_fqdn or q.server.auth is Auth.KERBEROS_V5)
+        for q in queries
+    ):
+        raise DNSError("\n".join(lines))
+    return [
+        *lines,
+        "Trying to continue with unqualified hostname.",
+        "DO NOT report broken Received: headers, HELO/EHLO lines or similar problems!",
+        "DO repair your /etc/hosts, DNS, NIS or LDAP instead.",
+    ]
 
 
 def _select(entries: list[RawEntry], names: tuple[str, ...]) -> set[int]:

@@ -322,9 +322,10 @@ _AUTH_WORDS: dict[str, tuple[str, TokenValue, int | None]] = {
     "password": ("AUTHTYPE", Auth.PASSWORD, _INITIAL),
     "pass": ("STRING", None, None),
 }
-# Alternatives in priority order: blanks, newline, continuation, noise
-# punctuation, "=", then a run of token characters (classified below).
-_MASTER = re.compile(r"([ \t\r]+)|(\n)|(\\\n)|([;:,])|(=)|([^=;:, \t\r\n]+)")
+# Separators (blanks and the noise punctuation ";:,") are skipped, then one of:
+# newline, backslash-newline continuation, "=", or a run of token characters
+# (classified by _Scanner._run).
+_MASTER = re.compile(r"[ \t\r;:,]*(?:(\n)|(\\\n)|(=)|([^=;:, \t\r\n]+))?")
 
 
 class _Scanner:
@@ -342,19 +343,19 @@ class _Scanner:
         append = self.tokens.append
         while i < n:
             m = master(text, i)
-            assert m is not None  # the alternatives cover every character
+            assert m is not None  # every group is optional
             group = m.lastindex
-            if group == 6:
-                i = self._run(i, m.end())
-            elif group in (2, 3):
+            if group == 4:
+                i = self._run(m.start(4), m.end())
+            elif group is None:
+                i = m.end()  # trailing separators
+            elif group == 3:
+                append(Token("MAP", None, self.line, m.start(3), m.end()))
+                self.state = _NAME
+                i = m.end()
+            else:
                 self.line += 1  # newline, or backslash-newline continuation
                 i = m.end()
-            elif group == 5:
-                append(Token("MAP", None, self.line, i, i + 1))
-                self.state = _NAME
-                i += 1
-            else:
-                i = m.end()  # blanks and ";:," are separators only
         return self.tokens
 
     def _run(self, i: int, end: int) -> int:

@@ -5,10 +5,23 @@ it decides *what* to fetch and delete (:mod:`pyfetchmail.policy`), the source
 only executes.
 
 Invariants every implementation keeps:
-- :meth:`MailSession.delete` returns only after the server confirmed the
-  deletion mark (POP3 ``+OK`` to DELE, IMAP OK to STORE); it raises otherwise.
-  The deletion is *durable* only after :meth:`MailSession.expunge` (IMAP
-  EXPUNGE) or :meth:`MailSession.close` with ``commit=True`` (POP3 QUIT).
+- :meth:`MailSession.delete` sends the deletion mark and *may return before
+  the server answered* (POP3 pipelines ``DELE`` behind in-flight ``RETR`` s).
+  The answer is reported later, in command order, by
+  :meth:`MailSession.deletion_replies`: a :class:`DeletionReply` with
+  ``error=None`` is the server's confirmation (POP3 ``+OK`` to DELE, IMAP OK
+  to STORE); one with an ``error`` is a refusal of that message only, never
+  a session failure.  Nobody may treat a deletion as done (log "flushed",
+  count it, forget its UID) before its confirming reply was reported.
+  ``delete`` itself raises when the session is unusable (I/O, timeout,
+  check-only mode).  A synchronous source (IMAP) reads the reply inside
+  ``delete``, reports a confirmation at once and may raise
+  :class:`~pyfetchmail.errors.ServerError` for a refusal instead.
+- :meth:`MailSession.expunge` and ``close(commit=True)`` first read every
+  outstanding deletion reply (still reported by the next
+  :meth:`deletion_replies` call).  The deletion is *durable* only after
+  :meth:`MailSession.expunge` (IMAP EXPUNGE) or :meth:`MailSession.close`
+  with ``commit=True`` (POP3 QUIT, RFC 1939 §6: DELE only marks).
 - :meth:`MailSession.retrieve` may pipeline or batch requests, but yields
   messages in the order of *refs*, each fully received and spooled.
 - Nothing is deleted or marked by a source on its own initiative.
@@ -23,7 +36,7 @@ from typing import Protocol
 
 from pyfetchmail.message import SpooledMessage
 
-__all__ = ["FolderListing", "MailSession", "MailSource", "MessageRef"]
+__all__ = ["DeletionReply", "FolderListing", "MailSession", "MailSource", "MessageRef"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +65,24 @@ class FolderListing:
     total_octets: int | None
     messages: tuple[MessageRef, ...]
     uidvalidity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionReply:
+    """The server's answer to the deletion mark of *ref*.
+
+    *error* is ``None`` when the server confirmed it, else the server's text
+    (e.g. ``"DELE 3 failed: -ERR no such message"``): that message stays on
+    the server and the caller keeps it pending for the next poll.
+    """
+
+    ref: MessageRef
+    error: str | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """True when the server confirmed the deletion mark."""
+        return self.error is None
 
 
 class MailSession(Protocol):
@@ -85,15 +116,34 @@ class MailSession(Protocol):
         ...
 
     def delete(self, ref: MessageRef) -> None:
-        """Mark *ref* deleted; returns only after the server confirmed it."""
+        """Send the deletion mark for *ref*; the reply may be read later.
+
+        The outcome is reported by :meth:`deletion_replies`.  Raises when the
+        session failed, or (synchronous sources only) for a refusal; then
+        nothing is reported for *ref*.
+        """
+        ...
+
+    def deletion_replies(self, *, wait: bool = False) -> list[DeletionReply]:
+        """Replies to :meth:`delete` read since the last call, in command order.
+
+        Never blocks unless *wait* is true; then every outstanding deletion
+        reply is read first, so the result covers every :meth:`delete` so far.
+        Example: ``[DeletionReply(ref1), DeletionReply(ref2, "DELE 2 failed: in use")]``.
+        """
         ...
 
     def expunge(self) -> None:
-        """Make confirmed deletions durable now where the protocol allows it."""
+        """Read outstanding deletion replies, then make confirmed deletions durable
+        now where the protocol allows it (IMAP EXPUNGE; POP3: only at QUIT)."""
         ...
 
     def close(self, commit: bool = True) -> None:
-        """Log out.  ``commit=False`` drops the connection without QUIT/EXPUNGE."""
+        """Log out.  ``commit=False`` drops the connection without QUIT/EXPUNGE.
+
+        ``commit=True`` reads every outstanding deletion reply before QUIT /
+        EXPUNGE; refused deletions are simply not applied by the server.
+        """
         ...
 
 

@@ -14,11 +14,13 @@ Invariants (on top of those of :mod:`pyfetchmail.protocols.base`):
   a message above :data:`CHUNK_THRESHOLD` (or of unknown size) is fetched
   alone in partial ``BODY.PEEK[]<offset.length>`` pieces and spooled.
 - ``delete`` returns only after the server's OK to ``UID STORE +FLAGS
-  (\\Seen \\Deleted)``; deletions become durable at :meth:`ImapSession.expunge`
-  (``UID EXPUNGE`` with UIDPLUS, else ``EXPUNGE``), before another folder is
-  selected, or at ``close(commit=True)``.  ``close(commit=False)`` drops the
-  connection: flagged messages stay on the server (the engine's state knows
-  they were delivered).
+  (\\Seen \\Deleted)`` (a NO raises) and reports it at once via
+  ``deletion_replies``; deletions become durable at
+  :meth:`ImapSession.expunge` (``UID EXPUNGE`` with UIDPLUS, else
+  ``EXPUNGE``), before another folder is selected, or at
+  ``close(commit=True)``.  ``close(commit=False)`` drops the connection:
+  flagged messages stay on the server (the engine's state knows they were
+  delivered).
 - With *check_only* folders are opened with EXAMINE and nothing is changed.
 - Like fetchmail, SELECT of a non-empty folder without ``keep`` is followed
   by EXPUNGE: messages already flagged ``\\Deleted`` (by us in a session that
@@ -37,7 +39,7 @@ from typing import Any
 from pyfetchmail.config.model import DEFAULT_TIMEOUT, Query
 from pyfetchmail.errors import ServerError, ServerLockBusy, SocketError
 from pyfetchmail.message import SpooledMessage
-from pyfetchmail.protocols.base import FolderListing, MessageRef
+from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef
 from pyfetchmail.protocols.imap_auth import connect
 from pyfetchmail.protocols.imap_wire import guard
 
@@ -150,6 +152,7 @@ class ImapSession:
         self.check_only = check_only
         self._folder: str | None = None
         self._pending: list[int] = []  # UIDs flagged \Deleted, not yet expunged
+        self._replies: list[DeletionReply] = []  # for deletion_replies()
         self._closed = False
         with guard(self.host, timeout):
             self._caps = frozenset(
@@ -317,9 +320,19 @@ class ImapSession:
         self._store(ref, [_SEEN])
 
     def delete(self, ref: MessageRef) -> None:
-        """``UID STORE +FLAGS.SILENT (\\Seen \\Deleted)``; returns after the server's OK."""
+        """``UID STORE +FLAGS.SILENT (\\Seen \\Deleted)``; returns after the server's OK.
+
+        The OK is reported at once by :meth:`deletion_replies`; a NO raises
+        :class:`ServerError` here, as the contract allows a synchronous source.
+        """
         self._store(ref, [_SEEN, _DELETED])
         self._pending.append(_uid_int(ref))
+        self._replies.append(DeletionReply(ref))
+
+    def deletion_replies(self, *, wait: bool = False) -> list[DeletionReply]:
+        """Replies to :meth:`delete` since the last call (IMAP reads them at once)."""
+        out, self._replies = self._replies, []
+        return out
 
     def _store(self, ref: MessageRef, flags: list[bytes]) -> None:
         uid = _uid_int(ref)

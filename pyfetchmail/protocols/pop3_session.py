@@ -10,14 +10,19 @@ Invariants:
 - TLS fails closed: when :func:`~pyfetchmail.net.tls.tls_policy` says
   ``MUST``, ``STLS`` is sent even if CAPA did not offer it, and a refusal
   aborts before any credential is sent (CVE-2006-5867).
-- :meth:`Pop3Session.delete` returns only after ``+OK`` to ``DELE``.  POP3
-  applies deletions at ``QUIT`` only (RFC 1939 §6), so ``close(commit=False)``
-  drops the connection without QUIT and the server keeps every message.
+- With PIPELINING, :meth:`Pop3Session.delete` queues ``DELE`` behind the
+  RETRs in flight and returns at once; its ``+OK``/``-ERR`` is read in turn
+  while later replies are awaited and handed out by
+  :meth:`Pop3Session.deletion_replies`.  That costs no safety: POP3 applies
+  deletions at ``QUIT`` only (RFC 1939 §6), QUIT is sent only after every
+  DELE reply was read, and ``close(commit=False)`` drops the connection
+  without QUIT so the server keeps every message.  Without PIPELINING the
+  DELE reply is awaited at once, as RFC 1939 clients do.
 - Replies are consumed strictly in order.  RETRs are pipelined in a bounded
   window (:data:`WINDOW_COMMANDS` commands, :data:`WINDOW_OCTETS` announced
-  octets); each body is streamed into a :class:`SpooledMessage` as it
-  arrives, so a 100 MB message never sits in memory.  A DELE sent while
-  RETRs are in flight first drains them into their spools.
+  octets; DELEs do not count, their replies are one line); each body is
+  streamed into a :class:`SpooledMessage` as it arrives, so a 100 MB
+  message never sits in memory.
 - We use ``RETR``, never fetchmail's ``TOP n 99999999`` peek: POP3 has no
   seen flag we rely on (new mail is decided by UIDL), ``TOP`` with a huge
   line count is an extension some servers truncate or refuse, and RETR is
@@ -47,7 +52,7 @@ from pyfetchmail.errors import (
 from pyfetchmail.message import SpooledMessage
 from pyfetchmail.net import tls
 from pyfetchmail.net.connect import connect, open_plugin
-from pyfetchmail.protocols.base import FolderListing, MessageRef
+from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef
 from pyfetchmail.protocols.pop3 import (
     EndOfMessage,
     Err,
@@ -168,6 +173,8 @@ class Pop3Session:
         self._caps = Capabilities()
         self._greeting = ""
         self._replies: deque[_Reply] = deque()
+        self._deletions: list[DeletionReply] = []  # read, not yet handed out
+        self._dele_outstanding = 0
         self._closed = False
         self.label = f"{query.user.remote}@{query.server.pollname}"
 
@@ -273,6 +280,8 @@ class Pop3Session:
                 raise ServerError(f"{self.label}: client and server out of step")
             head.done = True
             self._replies.popleft()
+            if head.verb == "DELE" and head.ref is not None:
+                self._dele_done(head)
 
     def _drain(self) -> None:
         """Read every outstanding reply (spools of abandoned RETRs are discarded)."""
@@ -367,15 +376,43 @@ class Pop3Session:
         """POP3 has no seen flag: nothing to do."""
 
     def delete(self, ref: MessageRef) -> None:
-        """DELE *ref*; returns only after the server's ``+OK``."""
+        """Send DELE *ref*; with PIPELINING return before its reply is read.
+
+        The reply is reported by :meth:`deletion_replies`.  Without
+        PIPELINING (RFC 2449 §6.6) the reply is read before returning.
+        """
         if self._check_only:
             raise LocalProtocolError("refusing to delete in check-only mode")
-        reply = self._simple("DELE", str(ref.number))
+        reply = _Reply("DELE", ref)
+        self._send([reply], [(str(ref.number),)])
+        self._dele_outstanding += 1
+        if not self._caps.has("PIPELINING"):
+            self._pump(reply)
+
+    def _dele_done(self, reply: _Reply) -> None:
+        assert reply.ref is not None
+        self._dele_outstanding -= 1
+        error = None
         if reply.err is not None:
-            raise ServerError(f"{self.label}: DELE {ref.number} failed: {reply.err}")
+            error = f"{self.label}: DELE {reply.ref.number} failed: {reply.err}"
+            log.debug("%s", error)
+        self._deletions.append(DeletionReply(reply.ref, error))
+
+    def deletion_replies(self, *, wait: bool = False) -> list[DeletionReply]:
+        """DELE replies read so far (all of them with *wait*), in command order."""
+        if wait:
+            self._settle()
+        out, self._deletions = self._deletions, []
+        return out
+
+    def _settle(self) -> None:
+        """Read up to the last DELE reply (spooling any RETR in flight before it)."""
+        if self._dele_outstanding:
+            self._pump(next(r for r in reversed(self._replies) if r.verb == "DELE"))
 
     def expunge(self) -> None:
-        """No-op: POP3 deletions become durable at QUIT (RFC 1939 §6)."""
+        """Read outstanding DELE replies; deletions become durable at QUIT (RFC 1939 §6)."""
+        self._settle()
 
     def close(self, commit: bool = True) -> None:
         """QUIT (deletions applied) or, with ``commit=False``, just drop the line."""

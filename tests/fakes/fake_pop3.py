@@ -7,7 +7,8 @@ Deletions are applied to :attr:`FakePop3Server.mailbox` only at QUIT, as
 RFC 1939 §6 requires.
 
 Faults are set as attributes before connecting: ``retr_err`` (message
-numbers answered with ``-ERR``), ``drop_during_retr`` (close the connection
+numbers answered with ``-ERR``), ``dele_err`` (the same for DELE: the
+message is not marked), ``drop_during_retr`` (close the connection
 half-way through that message), ``greeting``, ``capabilities`` (``None``
 means CAPA fails), ``stls_reply`` (e.g. ``"-ERR no"``), ``pass_err`` (the
 ``-ERR`` text for a failed login), ``after_stls_inject`` (plaintext bytes
@@ -45,6 +46,7 @@ class FakePop3Server:
     tls_context: ssl.SSLContext | None = None
     stls_reply: str = "+OK begin TLS"
     retr_err: set[int] = field(default_factory=set)
+    dele_err: set[int] = field(default_factory=set)
     drop_during_retr: int | None = None
     pass_err: str = "-ERR [AUTH] invalid login"
     uidl_err: bool = False
@@ -278,6 +280,9 @@ class _Session:
         if not self._need_auth():
             return
         n = int(arg)
+        if n in self.srv.dele_err:
+            self.line("-ERR cannot delete message now")
+            return
         if n not in self._live():
             self.line("-ERR no such message")
             return

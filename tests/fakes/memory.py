@@ -9,6 +9,11 @@
   raises :class:`Killed` (a BaseException, so no ``except Exception`` in the
   engine can swallow it) at the chosen event.  A killed session is dead: its
   uncommitted POP3 deletions are lost, as on a real server.
+- Deletion replies (:meth:`FakeSession.deletion_replies`) come at once by
+  default; :attr:`FakeServer.confirm_delay` holds each one back for that many
+  later session operations (a retrieved message or another delete), as a
+  pipelining POP3 server's DELE replies arrive behind in-flight RETRs; a UID
+  in :attr:`FakeServer.dele_errors` is refused (``-ERR``) and stays.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome, Recipie
 from pyfetchmail.errors import ServerError, SocketError
 from pyfetchmail.fetch import BounceRequest, PollContext, poll_query
 from pyfetchmail.message import SpooledMessage
-from pyfetchmail.protocols.base import FolderListing, MessageRef
+from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef
 from pyfetchmail.uidstore import FileSystem, UidStore
 
 __all__ = [
@@ -112,6 +117,8 @@ class FakeServer:
     with_uids: bool = True
     retr_errors: set[str] = field(default_factory=set)  # per-message -ERR / NO on fetch
     drop_connection_at_uid: str | None = None  # SocketError when fetching this UID
+    dele_errors: set[str] = field(default_factory=set)  # deletion refused for these UIDs
+    confirm_delay: int = 0  # deletion replies arrive this many operations later
     log: list[str] = field(default_factory=list)
     sessions: int = 0
     chaos: Chaos = field(default_factory=Chaos)
@@ -146,6 +153,25 @@ class FakeSession:
         self._folder = "INBOX"
         self._listing: list[FakeMessage] = []
         self._pop_deleted: set[str] = set()
+        self._ops = 0  # retrieved messages + deletes, the clock of confirm_delay
+        self._unanswered: list[tuple[int, DeletionReply]] = []  # (due, reply)
+        self._answered: list[DeletionReply] = []
+        self.replies_reported: list[DeletionReply] = []
+
+    def _step(self) -> None:
+        self._ops += 1
+        self._settle(everything=False)
+
+    def _settle(self, *, everything: bool) -> None:
+        while self._unanswered and (everything or self._unanswered[0][0] <= self._ops):
+            self._answered.append(self._unanswered.pop(0)[1])
+
+    def deletion_replies(self, *, wait: bool = False) -> list[DeletionReply]:
+        self._alive()
+        self._settle(everything=wait)
+        out, self._answered = self._answered, []
+        self.replies_reported.extend(out)
+        return out
 
     @property
     def protocol_name(self) -> str:
@@ -211,6 +237,7 @@ class FakeSession:
                 raise ServerError(f"fake: cannot fetch {m.uid}")
             self.server.log.append(f"retr {m.uid}")
             self._tick(f"retrieve {m.uid}")
+            self._step()
             yield ref, SpooledMessage.from_bytes(m.data, announced_size=ref.size)
 
     def mark_seen(self, ref: MessageRef) -> None:
@@ -224,14 +251,23 @@ class FakeSession:
         self._alive()
         m = self._find(ref)
         self._tick(f"delete {m.uid}")
-        if self.server.protocol == "IMAP":
-            m.deleted = m.seen = True
+        error = None
+        if m.uid in self.server.dele_errors:
+            error = f"fake: cannot delete {m.uid}"
+            self.server.log.append(f"delete-refused {m.uid}")
         else:
-            self._pop_deleted.add(m.uid)
-        self.server.log.append(f"delete {m.uid}")
+            if self.server.protocol == "IMAP":
+                m.deleted = m.seen = True
+            else:
+                self._pop_deleted.add(m.uid)
+            self.server.log.append(f"delete {m.uid}")
+        due = self._ops + 1 + self.server.confirm_delay  # counted after this delete
+        self._unanswered.append((due, DeletionReply(ref, error)))
+        self._step()
 
     def expunge(self) -> None:
         self._alive()
+        self._settle(everything=True)
         if self.server.protocol != "IMAP":
             return
         self._tick("expunge")
@@ -244,6 +280,7 @@ class FakeSession:
         if self.dead or self.closed:
             return
         if commit:
+            self._settle(everything=True)
             self._tick("quit")
             if self.server.protocol == "IMAP":
                 for name, box in self.server.folders.items():

@@ -110,7 +110,14 @@ def _normalise(data: bytes) -> bytes:
     # mimedecode: fetchmail overwrites "quoted-printable" in place and pads
     # "8bit" with blanks to the old length; pyfetchmail writes no padding.
     data = re.sub(rb"(?m)^(Content-Transfer-Encoding: 8bit) +(?=\r?$)", rb"\1", data)
-    return re.sub(rb"; [A-Z][a-z]{2}, \d{1,2} [^\r\n]*\(\S+\)\r?\n", b"; DATE\n", data)
+    # The date ends the Received header: after "; " or, with two or more
+    # recipients (no "for" clause), on its own continuation line.
+    return _RECEIVED_DATE.sub(rb"\1DATE", data)
+
+
+_RECEIVED_DATE = re.compile(
+    rb"(; |\r?\n\t)[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\S+\)"
+)
 
 
 def _fresh_user(dovecot: Any, raws: list[bytes]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 from pyfetchmail.config.model import Auth, BadHeader, NameMapping, Protocol
 from pyfetchmail.config.overrides import CommandLineOptions, apply_overrides
 from pyfetchmail.config.rcfile import check_file_security, load_config
-from pyfetchmail.errors import ConfigError, FetchmailError, RcPermissionError
-from tests.data.rc.rchelp import ROOT_IDENT, load, load_result, query
+from pyfetchmail.errors import ConfigError, DNSError, FetchmailError, RcPermissionError
+from tests.data.rc.rchelp import IDENT, ROOT_IDENT, load, load_result, query
 
 # -- defaults ------------------------------------------------------------------
 
@@ -382,3 +383,20 @@ def test_apply_overrides_is_pure() -> None:
         {"smtphunt": ["a", "b"], "keep": False},
     )
     assert (server, user) == ({"protocol": Protocol.POP3}, {"smtphunt": ["a"], "keep": True})
+
+
+def test_unqualified_host_name_warns_or_fails_for_etrn() -> None:
+    ident = dataclasses.replace(IDENT, fetchmailhost="box", fetchmailhost_error="Name unknown")
+    first = [
+        'getaddrinfo failed for "box": Name unknown',
+        "Cannot find my own host in hosts database to qualify it!",
+    ]
+    result = load_result("poll a\n", identity=ident)
+    assert list(result.warnings[:2]) == first
+    assert result.warnings[2] == "Trying to continue with unqualified hostname."
+    with pytest.raises(DNSError) as info:
+        load_result("poll a proto etrn\n", identity=ident)
+    assert str(info.value).splitlines() == first
+    assert info.value.exit_code == 11
+    # only polled entries need the qualified name
+    assert load_result("skip a proto odmr\n", identity=ident).config.queries
