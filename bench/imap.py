@@ -16,7 +16,9 @@ baselines of the same box, run in this process:
   ALL``, then ``UID FETCH <500 UIDs> BODY.PEEK[]`` batches, pipelined two
   batches deep, delivering nothing: the server and network floor;
 - ``sink``: one smtplib connection sending the same messages to the same
-  fast sink: the delivery floor.
+  fast sink: the delivery floor;
+- with ``--expunge-floor``: ``UID STORE`` + ``UID EXPUNGE`` message by
+  message, the server's own cost of the default ``expunge 1``.
 
 Messages are small and realistic (``testbed.mailgen.make_message``, 1-8 KB,
 1 % of 30-60 KB with a base64 attachment) so that 10,000 of them fit a
@@ -165,6 +167,24 @@ def raw_uid_fetch(dovecot: Dovecot, user: MailUser, protocol: str) -> Baseline:
     return Baseline(f"raw UID FETCH ({protocol})", messages, octets, time.monotonic() - start)
 
 
+def store_expunge_each(dovecot: Dovecot, user: MailUser) -> Baseline:
+    """``UID STORE +FLAGS.SILENT (\\Seen \\Deleted)`` then ``UID EXPUNGE``, message by message.
+
+    The server's own cost of fetchmail's default ``expunge 1`` (no fetching):
+    on Dovecot's Maildir each expunge grows with the size of the box.
+    """
+    start = time.monotonic()
+    client = _imap_login(dovecot, user, "imap")
+    client.select("INBOX")
+    _typ, data = client.uid("SEARCH", "ALL")
+    uids = (data[0] or b"").split()
+    for uid in uids:
+        client.uid("STORE", uid.decode(), "+FLAGS.SILENT", r"(\Seen \Deleted)")
+        client.uid("EXPUNGE", uid.decode())
+    client.logout()
+    return Baseline("STORE+EXPUNGE each (imap)", len(uids), 0, time.monotonic() - start)
+
+
 def sink_time(messages: list[bytes]) -> Baseline:
     """Send *messages* over one smtplib connection to a fresh fast sink."""
     with FastSmtpSink() as sink:
@@ -245,8 +265,10 @@ def run_case(
     return result
 
 
-def baselines(dovecot: Dovecot, messages: list[bytes]) -> list[Baseline]:
-    """The raw-fetch floors (IMAP and IMAPS) and the sink floor for *messages*."""
+def baselines(
+    dovecot: Dovecot, messages: list[bytes], *, expunge_floor: bool = False
+) -> list[Baseline]:
+    """The raw-fetch floors (IMAP and IMAPS), the sink floor, optionally the expunge floor."""
     out = []
     for protocol in ("imap", "imaps"):
         user = _new_user(dovecot, messages)
@@ -255,6 +277,12 @@ def baselines(dovecot: Dovecot, messages: list[bytes]) -> list[Baseline]:
         finally:
             shutil.rmtree(user.home, ignore_errors=True)
     out.append(sink_time(messages))
+    if expunge_floor:
+        user = _new_user(dovecot, messages)
+        try:
+            out.append(store_expunge_each(dovecot, user))
+        finally:
+            shutil.rmtree(user.home, ignore_errors=True)
     return out
 
 
@@ -286,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run only cases whose name contains this")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument(
+        "--expunge-floor", action="store_true", help="also time STORE+EXPUNGE per message"
+    )
+    parser.add_argument(
         "--rc-extra", default="", help='user options added to the rc, e.g. "expunge 0"'
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
@@ -309,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             if not args.no_baselines:
-                for floor in baselines(dovecot, messages):
+                for floor in baselines(dovecot, messages, expunge_floor=args.expunge_floor):
                     floors.append(floor)
                     print(_baseline_table([floor]).splitlines()[-1], file=sys.stderr, flush=True)
             for name, protocol, delivery in SHAPES:

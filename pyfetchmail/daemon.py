@@ -66,7 +66,12 @@ from pyfetchmail import __version__
 from pyfetchmail.auth.credentials import resolve_password
 from pyfetchmail.config.model import Config, Query
 from pyfetchmail.config.overrides import CommandLineOptions
-from pyfetchmail.delivery.warnings import WarningMail, send_warning_mail
+from pyfetchmail.delivery.warnings import (
+    OversizedItem,
+    WarningMail,
+    oversized_warning,
+    send_warning_mail,
+)
 from pyfetchmail.errors import ConfigError, FetchmailError, LocalIOError
 from pyfetchmail.exitcodes import ExitCode, aggregate
 from pyfetchmail.lock import PidLock, handle_running_instance, read_lock
@@ -149,26 +154,44 @@ def _detach(logfile: str | None) -> None:
         raise FetchmailError("Cannot detach into background. Aborting.") from exc
 
 
-class _TimeoutWatch(logging.Filter):
-    """Notices the engine reporting a timeout (fetchmail's "timeout after N seconds").
+class _PollObserver:
+    """What the engine reported about each poll (``PollContext.on_stats``).
 
-    :func:`pyfetchmail.fetch.poll_query` returns only an exit status, and a
-    timeout shares SOCKET/ERROR with other failures; the wedging rule needs
-    to tell them apart, and the message text is fetchmail's stable wording.
+    - timeouts, for the wedged-query rule (:class:`~pyfetchmail.runner.CycleRunner`);
+    - oversized messages, for the warning mail of spec section 6.9: only from a
+      detached daemon, sent when a new oversized message shows up and otherwise
+      at most every ``warnings`` seconds per query.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = False
-        self.last: dict[int, bool] = {}
+    def __init__(self, result: LoadResultLike, *, warn_oversized: bool) -> None:
+        self._result = result
+        self._warn_oversized = warn_oversized
+        self._timed_out: dict[int, bool] = {}
+        self._oversized_seen: dict[int, frozenset[tuple[str | None, str | None, int]]] = {}
+        self._warned_at: dict[int, float] = {}
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith("timeout after"):
-            self.seen = True
-        return True
+    def on_stats(self, query: Query, stats: Any) -> None:
+        self._timed_out[id(query)] = bool(stats.timed_out)
+        if self._warn_oversized and stats.oversized:
+            self._oversized(query, stats.oversized)
 
     def timed_out(self, query: Query, _status: int) -> bool:
-        return self.last.get(id(query), False)
+        return self._timed_out.get(id(query), False)
+
+    def _oversized(self, query: Query, found: Any) -> None:
+        key = id(query)
+        ids = frozenset((m.folder, m.uid, m.number) for m in found)
+        is_new = not ids <= self._oversized_seen.get(key, frozenset())
+        self._oversized_seen[key] = ids
+        last = self._warned_at.get(key)
+        now = time.monotonic()
+        if not is_new and last is not None and now - last < query.user.warnings:
+            return
+        self._warned_at[key] = now
+        items = [OversizedItem(m.number, m.size, m.flushed) for m in found]
+        mail = oversized_warning(query.server.pollname, query.user.remote, items)
+        host = str(getattr(self._result.identity, "fetchmailhost", "") or "localhost")
+        send_warning_mail(query, self._result.config.run, host, mail)
 
 
 def _engine_poll(
@@ -176,7 +199,7 @@ def _engine_poll(
     options: CommandLineOptions,
     store: Any,
     daemon: bool,
-    watch: _TimeoutWatch,
+    observer: _PollObserver,
 ) -> PollFunc:
     """The production poll function: :func:`pyfetchmail.fetch.poll_query`."""
     fetch: Any = importlib.import_module("pyfetchmail.fetch")
@@ -189,12 +212,9 @@ def _engine_poll(
             uidstore=store,
             password=password,
             daemon=daemon,
+            on_stats=observer.on_stats,
         )
-        watch.seen = False
-        try:
-            return int(fetch.poll_query(query, ctx))
-        finally:
-            watch.last[id(query)] = watch.seen
+        return int(fetch.poll_query(query, ctx))
 
     return poll
 
@@ -305,9 +325,7 @@ def _run(
         lock.acquire(interval if daemon else None)
         store = None
         idle = IdleGroup()
-        watch = _TimeoutWatch()
-        fetch_log = logging.getLogger("pyfetchmail.fetch")
-        fetch_log.addFilter(watch)
+        observer = _PollObserver(result, warn_oversized=detached)
         try:
             if daemon:
                 log.info("starting pyfetchmail %s daemon", __version__)
@@ -317,10 +335,10 @@ def _run(
             runner = CycleRunner(
                 queries=tuple(queries[i] for i in regular),
                 passwords=tuple(passwords[i] for i in regular),
-                poll=poll or _engine_poll(result, options, store, daemon, watch),
+                poll=poll or _engine_poll(result, options, store, daemon, observer),
                 daemon=daemon,
                 verbose=options.verbose,
-                timed_out=watch.timed_out,
+                timed_out=observer.timed_out,
                 notify=None if poll is not None else _notifier(result),
             )
             if idle_mod is not None:
@@ -328,7 +346,6 @@ def _run(
             status = _loop(result, options, runner, sig, interval, rc_mtime, cwd, store, idle)
         finally:
             idle.stop()
-            fetch_log.removeFilter(watch)
             _save_store(store, options)
             lock.release()
     return status

@@ -17,6 +17,7 @@ __all__ = [
     "AuthError",
     "BsmtpError",
     "ConfigError",
+    "ConnectTimeout",
     "DNSError",
     "DeliveryError",
     "FetchLimitReached",
@@ -31,6 +32,7 @@ __all__ = [
     "ServerBusy",
     "ServerError",
     "ServerLockBusy",
+    "ServerTimeout",
     "SmtpConnectError",
     "SocketError",
     "TempDeliveryError",
@@ -76,6 +78,13 @@ class SocketError(FetchmailError):
     exit_code = ExitCode.SOCKET
 
 
+class ConnectTimeout(SocketError):
+    """No connection (or TLS handshake) within the server ``timeout`` (exit 2).
+
+    Counted by the daemon's wedged-query rule, like :class:`ServerTimeout`.
+    """
+
+
 class AuthError(FetchmailError):
     """Authentication failed or no password available (exit 3)."""
 
@@ -103,6 +112,14 @@ class ServerError(FetchmailError):
     """
 
     exit_code = ExitCode.ERROR
+
+
+class ServerTimeout(ServerError):
+    """The server stayed silent longer than ``timeout`` (exit 7).
+
+    A distinct class so the daemon can count consecutive timeouts (fetchmail's
+    wedged-query rule) without looking at message texts.
+    """
 
 
 class LockError(FetchmailError):

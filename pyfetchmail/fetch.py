@@ -64,11 +64,13 @@ from pyfetchmail.config.model import Query, RunControl
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.delivery.base import Delivery
 from pyfetchmail.errors import (
+    ConnectTimeout,
     DeliveryError,
     DNSError,
     FetchmailError,
     LocalIOError,
     ServerLockBusy,
+    ServerTimeout,
 )
 from pyfetchmail.exitcodes import ExitCode
 from pyfetchmail.fetch_session import SessionRun
@@ -278,7 +280,7 @@ def poll_query(query: Query, ctx: PollContext) -> int:
     """Poll *query* once: connect, fetch, deliver, delete, log out.  Returns an ExitCode."""
     user = query.user
     fetched = new = transient = 0
-    limit_hit = False
+    limit_hit = timed_out = False
     split = 0
     oversized: list[OversizedMessage] = []
     tried: set[str] = set()  # fetched but left on the server, for the next sub-session
@@ -333,6 +335,7 @@ def poll_query(query: Query, ctx: PollContext) -> int:
             sink.close()
     except FetchmailError as exc:
         log.error("%s", exc)
+        timed_out = isinstance(exc, (ServerTimeout, ConnectTimeout))
         return int(exc.exit_code)
     finally:
         log.debug("%s querying %s (protocol %s) at %s: poll completed",
@@ -340,7 +343,8 @@ def poll_query(query: Query, ctx: PollContext) -> int:
         if ctx.on_stats is not None:
             ctx.on_stats(query, PollStats(fetched=fetched, new=new, transient=transient,
                                           oversized=tuple(oversized),
-                                          fetchlimit_reached=limit_hit))  # fmt: skip
+                                          fetchlimit_reached=limit_hit,
+                                          timed_out=timed_out))  # fmt: skip
         if transient > TRANSIENT_REPORT:
             log.warning(
                 "%s",

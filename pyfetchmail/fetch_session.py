@@ -571,4 +571,5 @@ class SessionRun:
             remote=self.remote,
             folder=listing.folder if self.imap else None,
             folder_explicit=bool(self.query.user.mailboxes),
+            invoking_user=getattr(self.ctx.identity, "user", None),
         )

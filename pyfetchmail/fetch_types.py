@@ -58,6 +58,7 @@ class MessageOrigin:
     remote: str
     folder: str | None
     folder_explicit: bool
+    invoking_user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ class PollStats:
     uncommitted: frozenset[str] = frozenset()  # POP3 UIDs DELE'd, durable after QUIT
     present: frozenset[str] | None = None  # POP3 UIDs listed (None: some had none)
     left: frozenset[str] = frozenset()  # UIDs fetched but left on the server (transient ...)
+    timed_out: bool = False  # the poll ended in a server/connect timeout (wedging rule)
 
 
 class DeliverySink:

@@ -49,7 +49,10 @@ class RecipientMatch:
 
     *recipients* are bare local names (``joe``) or, for ``localdomains``
     matches, whole addresses; duplicates removed, order kept.  *rejected*
-    are the addresses that matched no local name.  *envelope_found* is True
+    are the addresses at a domain that is neither the server's nor a
+    ``localdomains`` one (fetchmail's "reject" list, which decides the wording
+    of ``X-Fetchmail-Warning``); an unknown name at the server's own domain is
+    merely unmatched, not rejected.  *envelope_found* is True
     when an envelope header (not guessing) supplied the addresses.
     """
 
@@ -81,14 +84,29 @@ def is_server_alias(host: str, server: Server, truename: str) -> bool:
     return host in names or _domain_matches(host, server.aka)
 
 
+def _strip_qvirtual(address: str, server: Server) -> str:
+    if server.qvirtual and address.lower().startswith(server.qvirtual.lower()):
+        return address[len(server.qvirtual) :]
+    return address
+
+
+def _is_foreign(address: str, server: Server, truename: str) -> bool:
+    """True for an address whose domain is neither the server's nor a local domain."""
+    address = _strip_qvirtual(address, server)
+    if "@" not in address:
+        return False
+    domain = address.rpartition("@")[2]
+    local_domain = _domain_matches(domain, server.localdomains)
+    return not (local_domain or is_server_alias(domain, server, truename))
+
+
 def map_address(address: str, server: Server, user: User, truename: str) -> str | None:
     """Map one envelope/header address to a local recipient, or None.
 
     Returns a bare local name, or the whole address for a ``localdomains``
     match.
     """
-    if server.qvirtual and address.lower().startswith(server.qvirtual.lower()):
-        address = address[len(server.qvirtual) :]
+    address = _strip_qvirtual(address, server)
     if "@" not in address:
         return None
     lowered = address.lower()
@@ -164,7 +182,7 @@ def find_recipients(
     for address in addresses:
         local = map_address(address, server, user, truename)
         if local is None:
-            if address not in rejected:
+            if _is_foreign(address, server, truename) and address not in rejected:
                 rejected.append(address)
         elif local not in recipients:
             recipients.append(local)

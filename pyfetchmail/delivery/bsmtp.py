@@ -25,8 +25,7 @@ from collections.abc import Iterator
 
 from pyfetchmail.config.model import Query
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome
-from pyfetchmail.delivery.headers import BodyType, body_type, split_fields
-from pyfetchmail.delivery.smtp import rcpt_address
+from pyfetchmail.delivery.headers import BodyType, body_type, rcpt_address, split_fields
 from pyfetchmail.errors import BsmtpError
 from pyfetchmail.message import SpooledMessage
 

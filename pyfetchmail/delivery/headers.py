@@ -45,6 +45,7 @@ __all__ = [
     "field_value",
     "first_address",
     "format_date",
+    "rcpt_address",
     "received_header",
     "rewrite_address_list",
     "split_fields",
@@ -384,3 +385,12 @@ def received_header(
     else:
         line3 = f"\t{format_date(info.date)}"
     return f"{line1}\r\n{line2}\r\n{line3}\r\n".encode("latin-1", "replace")
+
+
+def rcpt_address(name: str, smtpname: str | None, domain: str) -> str:
+    """RCPT address for a local recipient (spec §6.2)."""
+    if "@" in name:
+        return name
+    if smtpname:
+        return smtpname
+    return f"{name}@{domain}"

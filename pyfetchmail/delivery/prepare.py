@@ -37,6 +37,7 @@ from pyfetchmail.delivery.headers import (
     field_name,
     field_value,
     first_address,
+    rcpt_address,
     received_header,
     rewrite_address_list,
     split_fields,
@@ -85,6 +86,7 @@ class TraceInfo:
     folder: str | None
     folder_explicit: bool
     date: datetime | None = None  # None = now, local time
+    invoking_user: str | None = None  # who runs us: the To: of a synthesised header
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,9 +289,14 @@ def prepare_message(
         if not match.envelope_found and previous_digest == digest:
             return result(Envelope(sender, ()), raw, DUPLICATE_REASON)
         if not recipients:
-            # fetchmail 6.4.37 writes this text whatever the number of
-            # unmatched addresses (verified against the binary).
-            header_warnings.append("no recipient addresses matched declared local names")
+            # fetchmail 6.4.37 names the address when exactly one was rejected,
+            # and uses the general text otherwise (checked against the binary).
+            if len(match.rejected) == 1:
+                header_warnings.append(
+                    f"recipient address {match.rejected[0]} didn't match any local name"
+                )
+            else:
+                header_warnings.append("no recipient addresses matched declared local names")
             if not run.postmaster:
                 warnings.extend(header_warnings)
                 return result(Envelope(sender, ()), raw, NO_POSTMASTER_REASON)
@@ -314,7 +321,8 @@ def prepare_message(
     if user.mimedecode:
         fields, plan = plan_decode(fields)
     if headerless:
-        to = qualify(recipients[0], info.fetchmailhost)
+        # fetchmail addresses the synthesised header to the invoking user.
+        to = qualify(info.invoking_user or recipients[0], info.fetchmailhost)
         fields = [
             b"From: FETCHMAIL-DAEMON" + eol,
             f"To: {to}".encode("latin-1", "replace") + eol,
@@ -329,7 +337,8 @@ def prepare_message(
     if not terminator and headerless:
         terminator = eol  # empty message: give the synthesised header its separator
     if not run.invisible:
-        qualified = [qualify(r, domain) for r in recipients]
+        # The "for" clause names the address RCPT TO will use (smtpname included).
+        qualified = [rcpt_address(r, user.smtpname, domain) for r in recipients]
         fields = _insert_received(fields, received_header(info, qualified, mode, server.tracepolls))
     if header_warnings:
         text = "; ".join(header_warnings).encode("latin-1", "replace")

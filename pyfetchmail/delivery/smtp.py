@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from pyfetchmail.config.model import Query, RunControl
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome, RecipientResult
-from pyfetchmail.delivery.headers import BodyType, body_type, split_fields
+from pyfetchmail.delivery.headers import BodyType, body_type, rcpt_address, split_fields
 from pyfetchmail.delivery.smtpwire import Reply, SmtpClient, SmtpWireError
 from pyfetchmail.errors import SmtpConnectError
 from pyfetchmail.message import SpooledMessage
@@ -39,7 +39,6 @@ __all__ = [
     "SmtpTimeouts",
     "classify_reply",
     "parse_hunt_entry",
-    "rcpt_address",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,15 +84,6 @@ def parse_hunt_entry(entry: str) -> tuple[str, int | None, str | None]:
         return host, socket.getservbyname(service, "tcp"), None
     except OSError:
         return host, 25, None
-
-
-def rcpt_address(name: str, smtpname: str | None, domain: str) -> str:
-    """RCPT address for a local recipient (spec §6.2)."""
-    if "@" in name:
-        return name
-    if smtpname:
-        return smtpname
-    return f"{name}@{domain}"
 
 
 def classify_reply(code: int, antispam: Iterable[int]) -> tuple[Outcome, bool]:

@@ -17,7 +17,7 @@ import os
 import socket
 import subprocess
 
-from pyfetchmail.errors import SocketError
+from pyfetchmail.errors import ConnectTimeout, SocketError
 
 __all__ = ["DEFAULT_PORTS", "connect", "open_plugin", "resolve_port"]
 
@@ -77,6 +77,7 @@ def connect(host: str, port_or_service: str | int, timeout: float | None) -> soc
         # reserved for the canonical-name lookup done before connecting.
         raise SocketError(f"connection to {host} failed: {exc.strerror}") from None
     errors: list[str] = []
+    timed_out = False
     for family, kind, proto, _canon, addr in infos:
         sock = socket.socket(family, kind, proto)
         try:
@@ -85,6 +86,7 @@ def connect(host: str, port_or_service: str | int, timeout: float | None) -> soc
             sock.connect(addr)
         except TimeoutError:
             sock.close()
+            timed_out = True
             errors.append(
                 f"timeout after {_seconds(timeout)} seconds waiting to connect to server {host}"
                 f" [{addr[0]}/{port}]."
@@ -100,6 +102,8 @@ def connect(host: str, port_or_service: str | int, timeout: float | None) -> soc
         log.debug("connected to %s/%s", addr[0], port)
         return sock
     detail = " ".join(errors) if errors else "no usable address"
+    if timed_out:
+        raise ConnectTimeout(f"connection to {host} failed: {detail}")
     raise SocketError(f"connection to {host} failed: {detail}")
 
 

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pyfetchmail.config.model import Query, User
-from pyfetchmail.errors import SocketError
+from pyfetchmail.errors import ConnectTimeout, SocketError
 
 __all__ = [
     "INSECURE_WARNING",
@@ -284,7 +284,7 @@ def wrap(sock: socket.socket, user: User, query: Query, timeout: float | None) -
         ) from None
     except TimeoutError:
         sock.close()
-        raise SocketError(
+        raise ConnectTimeout(
             f"timeout after {_seconds(timeout)} seconds waiting for server {host}."
         ) from None
     except (OSError, ValueError) as exc:

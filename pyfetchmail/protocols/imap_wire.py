@@ -37,9 +37,11 @@ from imapclient.exceptions import ProtocolError as ImapClientProtocolError
 
 from pyfetchmail.errors import (
     AuthError,
+    ConnectTimeout,
     RemoteProtocolError,
     ServerError,
     ServerLockBusy,
+    ServerTimeout,
     SocketError,
 )
 from pyfetchmail.protocols.transcript import TRANSCRIPT_LOGGER
@@ -189,10 +191,10 @@ def guard(host: str, timeout: float | None, *, connecting: bool = False) -> Iter
         raise
     except TimeoutError:
         if connecting:
-            raise SocketError(
+            raise ConnectTimeout(
                 f"timeout after {seconds} seconds waiting to connect to server {host}."
             ) from None
-        raise ServerError(f"timeout after {seconds} seconds waiting for server {host}.") from None
+        raise ServerTimeout(f"timeout after {seconds} seconds waiting for server {host}.") from None
     except ssl.SSLCertVerificationError as exc:
         raise SocketError(
             f"Server certificate verification error: {_text(exc)}; {host}: SSL connection failed."

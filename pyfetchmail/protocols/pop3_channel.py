@@ -21,7 +21,7 @@ import contextlib
 import socket
 from collections.abc import Sequence
 
-from pyfetchmail.errors import FetchmailError, ServerError, SocketError
+from pyfetchmail.errors import FetchmailError, ServerError, ServerTimeout, SocketError
 from pyfetchmail.protocols import transcript
 from pyfetchmail.protocols.pop3 import (
     ConnectionClosed,
@@ -101,10 +101,10 @@ class Pop3Channel:
             ) from None
 
     # -- receiving ---------------------------------------------------------
-    def _timeout_error(self) -> ServerError:
+    def _timeout_error(self) -> ServerTimeout:
         secs = self.timeout if self.timeout is not None else 0
         shown = int(secs) if float(secs).is_integer() else secs
-        return ServerError(f"timeout after {shown} seconds waiting for server {self.host}.")
+        return ServerTimeout(f"timeout after {shown} seconds waiting for server {self.host}.")
 
     def next_event(self) -> Event:
         """Return the next protocol event, reading from the socket as needed."""

@@ -16,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import os
 import poplib
+import re
+import secrets
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +34,18 @@ import pytest
 __all__ = [
     "E2E",
     "FETCHMAIL",
+    "PROGRAMS",
     "DroppingSmtpServer",
+    "Outcome",
     "Run",
+    "both_runs",
     "crlf",
+    "fresh_user",
+    "normalise_received",
     "pop3_rc",
     "pyfetchmail_argv",
     "received_top",
+    "run_both",
     "sample",
     "server_uids",
     "strip_received",
@@ -316,3 +325,80 @@ def server_uids(dovecot: Any, user: Any) -> list[str]:
         return [line.decode().split()[1] for line in lines]
     finally:
         pop.quit()
+
+
+# --- running fetchmail and pyfetchmail on the same setup ------------------------
+
+PROGRAMS = ("fetchmail", "pyfetchmail")
+"""The oracle first, then ours (some tests rely on that order)."""
+
+_RECEIVED_DATE = re.compile(
+    rb"(; |\r?\n\t)[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\S+\)"
+)
+
+
+def normalise_received(data: bytes) -> bytes:
+    """Hide what legitimately differs between the two programs' output.
+
+    The program name/version and the date in the Received header (after
+    ``"; "`` or, with two or more recipients and so no ``for`` clause, on its
+    own continuation line), and fetchmail's blank padding after
+    ``Content-Transfer-Encoding: 8bit`` (with ``mimedecode`` it overwrites
+    ``quoted-printable`` in place; pyfetchmail writes no padding).
+    """
+    data = re.sub(rb"with POP3 \((?:py)?fetchmail-[^)]*\)", b"with POP3 (PROGRAM)", data)
+    data = re.sub(rb"(?m)^(Content-Transfer-Encoding: 8bit) +(?=\r?$)", rb"\1", data)
+    return _RECEIVED_DATE.sub(rb"\1DATE", data)
+
+
+def fresh_user(dovecot: Any, raws: list[bytes]) -> Any:
+    """A new Dovecot user whose INBOX holds *raws*."""
+    user = dovecot.add_user(f"i{secrets.token_hex(5)}", secrets.token_urlsafe(12))
+    for raw in raws:
+        user.deliver(raw)
+    return user
+
+
+@dataclass
+class Outcome:
+    """One program's run in :func:`run_both`."""
+
+    run: Run
+    user: Any
+    env: E2E
+    received: list[Any]
+
+    @property
+    def left(self) -> int:
+        """Messages left on the server."""
+        return len(self.user.messages())
+
+
+def run_both(
+    root: Path,
+    dovecot: Any,
+    raws: list[bytes],
+    prepare: Callable[[Any, E2E], list[str]],
+    sink: Any = None,
+) -> dict[str, Outcome]:
+    """Give each program its own fresh user holding *raws* and its own HOME.
+
+    ``prepare(user, env)`` writes the rc (and anything else) and returns the
+    extra command-line arguments. *sink*'s messages accepted during each run
+    land in ``Outcome.received``.
+    """
+    out: dict[str, Outcome] = {}
+    for prog in PROGRAMS:
+        env = E2E(root / prog)
+        user = fresh_user(dovecot, raws)
+        args = prepare(user, env)
+        before = len(sink.received) if sink is not None else 0
+        done = env.fetchmail(*args) if prog == "fetchmail" else env.pyfetchmail(*args)
+        received = list(sink.received[before:]) if sink is not None else []
+        out[prog] = Outcome(done, user, env, received)
+    return out
+
+
+def both_runs(outcomes: dict[str, Outcome]) -> str:
+    """Both transcripts, for an assertion message."""
+    return "\n\n".join(str(outcomes[prog].run) for prog in PROGRAMS)

@@ -67,10 +67,6 @@ class OtherClient:
         self.imap.logout()
 
 
-def _other(dovecot: Any, user: Any) -> OtherClient:
-    return OtherClient(dovecot, user)
-
-
 @pytest.mark.parametrize("keep", [True, False], ids=["keep", "nokeep"])
 @pytest.mark.parametrize("uid_mode", [False, True], ids=["seen-mode", "uid-mode"])
 def test_message_read_by_another_client(
@@ -93,7 +89,7 @@ def test_message_read_by_another_client(
 
     read = sample(2)
     mailuser.deliver(read)
-    other = _other(dovecot, mailuser)
+    other = OtherClient(dovecot, mailuser)
     try:
         other.mark_seen(other.uids()[-1])  # read elsewhere before our poll
     finally:
@@ -156,7 +152,7 @@ def test_uidvalidity_change_loses_nothing_and_refetches_nothing(
     first = e2e.pyfetchmail()
     assert first.returncode == 0, first
     assert _bodies(smtp_sink) == [_served(raw) for raw in kept]
-    other = _other(dovecot, mailuser)
+    other = OtherClient(dovecot, mailuser)
     try:
         old_validity, old_uids = other.uidvalidity(), other.uids()
     finally:
@@ -170,7 +166,7 @@ def test_uidvalidity_change_loses_nothing_and_refetches_nothing(
     new = sample(3)
     mailuser.deliver(new)
     _rebuild_uid_list(dovecot, mailuser, old_validity + 1000)
-    other = _other(dovecot, mailuser)
+    other = OtherClient(dovecot, mailuser)
     try:
         assert other.uidvalidity() == old_validity + 1000
         assert other.uids() == [1, 2]
@@ -188,3 +184,22 @@ def test_uidvalidity_change_loses_nothing_and_refetches_nothing(
     third = e2e.pyfetchmail()
     assert third.returncode == 1, third
     assert len(smtp_sink.received) == 3
+
+
+def test_uid_mode_first_poll_takes_seen_as_baseline(
+    e2e: E2E, dovecot: Any, mailuser: Any, smtp_sink: Any
+) -> None:
+    # No recorded UIDVALIDITY yet: \Seen decides, and what it called old stays
+    # old by UID afterwards (no mass fetch of a mailbox read elsewhere).
+    raws = _fill(mailuser, 0, 0)
+    mailuser.set_seen(0)
+    e2e.write_rc(
+        imap_rc(dovecot, mailuser, smtp_port=smtp_sink.port, server_opts="uidl", user_opts="keep")
+    )
+    first = e2e.pyfetchmail()
+    assert first.returncode == 0, first
+    assert _bodies(smtp_sink) == [_served(raws[1])]
+    second = e2e.pyfetchmail()
+    assert second.returncode == 1, second
+    assert len(smtp_sink.received) == 1
+    assert mailuser.messages() == raws

@@ -13,19 +13,24 @@ and works. It always gets ``-N --idfile F --pidfile F`` (see e2e_helpers).
 from __future__ import annotations
 
 import re
-import secrets
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fakes.fake_pop3 import FakePop3Server
 from tests.integration.e2e_helpers import (
     E2E,
     FETCHMAIL,
+    Outcome,
+    both_runs,
     crlf,
+    normalise_received,
     pop3_rc,
     pyfetchmail_argv,
+    run_both,
     sample,
     without_return_path,
 )
@@ -104,29 +109,6 @@ def test_idfile_preserves_other_accounts(
     assert len(lines) == 2
 
 
-def _normalise(data: bytes) -> bytes:
-    """Replace program name/version and the date in our Received headers."""
-    data = re.sub(rb"with POP3 \((?:py)?fetchmail-[^)]*\)", b"with POP3 (PROGRAM)", data)
-    # mimedecode: fetchmail overwrites "quoted-printable" in place and pads
-    # "8bit" with blanks to the old length; pyfetchmail writes no padding.
-    data = re.sub(rb"(?m)^(Content-Transfer-Encoding: 8bit) +(?=\r?$)", rb"\1", data)
-    # The date ends the Received header: after "; " or, with two or more
-    # recipients (no "for" clause), on its own continuation line.
-    return _RECEIVED_DATE.sub(rb"\1DATE", data)
-
-
-_RECEIVED_DATE = re.compile(
-    rb"(; |\r?\n\t)[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\S+\)"
-)
-
-
-def _fresh_user(dovecot: Any, raws: list[bytes]) -> Any:
-    user = dovecot.add_user(f"i{secrets.token_hex(5)}", secrets.token_urlsafe(12))
-    for raw in raws:
-        user.deliver(raw)
-    return user
-
-
 _TRICKY = [
     sample(1),
     sample(2, size=3000),
@@ -141,33 +123,31 @@ _TRICKY = [
 def test_delivered_bytes_match_fetchmail(
     tmp_path: Path, dovecot: Any, smtp_sink: Any, sink: str
 ) -> None:
-    outputs: dict[str, list[bytes]] = {}
-    for prog in ("fetchmail", "pyfetchmail"):
-        env = E2E(tmp_path / prog)
-        user = _fresh_user(dovecot, _TRICKY)
+    def prepare(user: Any, env: E2E) -> list[str]:
         out = env.home / "out"
-        if sink == "smtp":
-            opts, port = "", smtp_sink.port
-        elif sink == "bsmtp":
+        opts, port = "", smtp_sink.port
+        if sink == "bsmtp":
             opts, port = f'bsmtp "{out}"', None
-        else:
+        elif sink == "mda":
             out.mkdir()
             opts, port = f"mda \"/bin/sh -c 'cat > {out}/$$'\"", None
         env.write_rc(pop3_rc(dovecot, user, smtp_port=port, user_opts=opts))
-        before = len(smtp_sink.received)
-        done = getattr(env, prog)()
-        assert done.returncode == 0, done
-        assert user.messages() == []
+        return []
+
+    got = run_both(tmp_path, dovecot, _TRICKY, prepare, smtp_sink)
+    outputs: dict[str, list[bytes]] = {}
+    for prog, res in got.items():
+        assert res.run.returncode == 0, res.run
+        assert res.left == 0
+        out = res.env.home / "out"
         if sink == "smtp":
-            outputs[prog] = [m.data for m in smtp_sink.received[before:]]
+            outputs[prog] = [m.data for m in res.received]
         elif sink == "bsmtp":
             outputs[prog] = [out.read_bytes()]
         else:
-            files = sorted(out.iterdir(), key=lambda p: p.stat().st_mtime_ns)
-            outputs[prog] = sorted(p.read_bytes() for p in files)
-    ours = [_normalise(d) for d in outputs["pyfetchmail"]]
-    theirs = [_normalise(d) for d in outputs["fetchmail"]]
-    assert ours == theirs
+            outputs[prog] = sorted(p.read_bytes() for p in out.iterdir())
+    ours = [normalise_received(d) for d in outputs["pyfetchmail"]]
+    assert ours == [normalise_received(d) for d in outputs["fetchmail"]]
     if sink == "smtp":
         # And they are the server's bytes (Return-Path removed) under the header.
         assert ours[0].endswith(crlf(without_return_path(_TRICKY[0])))
@@ -241,10 +221,6 @@ def test_configdump_pop3s_multiuser_multidrop_matches_fetchmail(
     _assert_same_dump(e2e)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: headerless mail gets 'To: <localname>@host'; fetchmail uses the invoking user",
-)
 def test_headerless_synthesised_header_matches_fetchmail(
     tmp_path: Path, dovecot: Any, smtp_sink: Any
 ) -> None:
@@ -252,23 +228,23 @@ def test_headerless_synthesised_header_matches_fetchmail(
     #   "From: FETCHMAIL-DAEMON\r\nTo: root@<host>\r\nSubject: Headerless mail from ..."
     # i.e. the *invoking* user (spec §6.6 "To: <user>@<fetchmailhost>"), not
     # the local recipient name pyfetchmail puts there.
-    outputs = {}
-    for prog in ("fetchmail", "pyfetchmail"):
-        env = E2E(tmp_path / prog)
-        user = _fresh_user(dovecot, [b"\nbody only\n"])
-        env.write_rc(pop3_rc(dovecot, user, smtp_port=smtp_sink.port))
-        before = len(smtp_sink.received)
-        done = getattr(env, prog)()
-        assert done.returncode == 0, done
-        data = smtp_sink.received[before].data
-        outputs[prog] = _normalise(data).replace(user.name.encode(), b"USER")
-    assert outputs["pyfetchmail"] == outputs["fetchmail"]
+    got = _one_message_both(tmp_path, dovecot, smtp_sink, b"\nbody only\n", "", "")
+    assert got["pyfetchmail"] == got["fetchmail"]
 
 
 # --- exit statuses ----------------------------------------------------------------
 
 _DEAD_PORT = 9  # discard: nothing listens there on the test machine
 
+
+_OPTION_CASES = {
+    "batchlimit-1": "batchlimit 1",
+    "expunge-1": "expunge 1",
+    "keep-fetchall-flush": "keep fetchall flush",
+    "fetchsizelimit-1": "fetchsizelimit 1 fetchlimit 5",
+    "limitflush": "limit 1000 limitflush",
+    "fetchlimit-1-oversized": "limit 1000 fetchlimit 1",
+}
 
 _REPLY_CASES = {
     # case: (stage, reply, no softbounce)
@@ -302,6 +278,8 @@ def _exit_case(case: str, dovecot: Any, user: Any, sink: Any, env: E2E) -> list[
         rc = pop3_rc(dovecot, user, smtp_port=_DEAD_PORT)
     elif case == "fetchlimit":
         rc = pop3_rc(dovecot, user, smtp_port=sink.port, user_opts="fetchlimit 1")
+    elif case in _OPTION_CASES:
+        rc = pop3_rc(dovecot, user, smtp_port=sink.port, user_opts=_OPTION_CASES[case])
     elif case == "all-oversized":
         rc = pop3_rc(dovecot, user, smtp_port=sink.port, user_opts="limit 100")
     elif case == "some-oversized":
@@ -338,6 +316,7 @@ _EXIT_CASES = [
     "all-oversized",
     "some-oversized",
     "451",
+    *_OPTION_CASES,
     *_REPLY_CASES,
     "mda-fails",
     "bad-commonname",
@@ -351,20 +330,12 @@ _EXIT_CASES = [
 def test_exit_status_and_server_box_match_fetchmail(
     tmp_path: Path, dovecot: Any, smtp_sink: Any, case: str
 ) -> None:
-    results: dict[str, tuple[int, int, int]] = {}
-    runs: dict[str, str] = {}
-    for prog in ("fetchmail", "pyfetchmail"):
-        env = E2E(tmp_path / prog)
-        user = _fresh_user(dovecot, [])
-        args = _exit_case(case, dovecot, user, smtp_sink, env)
-        before = len(smtp_sink.received)
-        done = getattr(env, prog)(*args)
-        results[prog] = (done.returncode, len(smtp_sink.received) - before, len(user.messages()))
-        runs[prog] = str(done)
-    # (exit status, messages delivered, messages left on the server)
-    assert results["pyfetchmail"] == results["fetchmail"], (
-        f"{runs['fetchmail']}\n\n{runs['pyfetchmail']}"
+    got = run_both(
+        tmp_path, dovecot, [], lambda u, e: _exit_case(case, dovecot, u, smtp_sink, e), smtp_sink
     )
+    # (exit status, messages delivered, messages left on the server)
+    ours, theirs = ((r.run.returncode, len(r.received), r.left) for r in _pair(got))
+    assert ours == theirs, both_runs(got)
 
 
 # --- envelopes and header processing against the oracle ---------------------------
@@ -399,21 +370,11 @@ def test_envelope_and_bytes_match_fetchmail(
     tmp_path: Path, dovecot: Any, smtp_sink: Any, variant: str
 ) -> None:
     server_opts, user_opts = _ENVELOPE_VARIANTS[variant]
-    seen: dict[str, list[tuple[str, list[str], bytes]]] = {}
-    runs: dict[str, str] = {}
-    for prog in ("fetchmail", "pyfetchmail"):
-        env = E2E(tmp_path / prog)
-        user = _fresh_user(dovecot, _MIXED)
-        rc = pop3_rc(
-            dovecot, user, smtp_port=smtp_sink.port, server_opts=server_opts, user_opts=user_opts
-        )
-        if user_opts.startswith("to "):
-            rc = rc.replace(" is joe here", "")
-        env.write_rc(rc)
-        before = len(smtp_sink.received)
-        done = getattr(env, prog)()
-        runs[prog] = str(done)
-        assert done.returncode == 0, done
+    writer = _writer(dovecot, smtp_sink, server_opts, user_opts)
+    got = run_both(tmp_path, dovecot, _MIXED, writer, smtp_sink)
+    seen = {}
+    for prog, res in got.items():
+        assert res.run.returncode == 0, res.run
         seen[prog] = [
             (
                 m.mail_from,
@@ -422,12 +383,12 @@ def test_envelope_and_bytes_match_fetchmail(
                 # test_multidrop_single_rejected_warning_matches_fetchmail.
                 _ONE_REJECTED.sub(
                     b"X-Fetchmail-Warning: no recipient addresses matched declared local names",
-                    _normalise(m.data).replace(user.name.encode(), b"USER"),
+                    normalise_received(m.data).replace(res.user.name.encode(), b"USER"),
                 ),
             )
-            for m in smtp_sink.received[before:]
+            for m in res.received
         ]
-    assert seen["pyfetchmail"] == seen["fetchmail"], f"{runs['fetchmail']}\n\n{runs['pyfetchmail']}"
+    assert seen["pyfetchmail"] == seen["fetchmail"], both_runs(got)
 
 
 _ONE_REJECTED = re.compile(
@@ -435,31 +396,47 @@ _ONE_REJECTED = re.compile(
 )
 
 
+def _pair(got: dict[str, Outcome]) -> tuple[Outcome, Outcome]:
+    return got["pyfetchmail"], got["fetchmail"]
+
+
+def _writer(
+    dovecot: Any, sink: Any, server_opts: str, user_opts: str, globals_: str = ""
+) -> Callable[[Any, E2E], list[str]]:
+    """A ``prepare`` for run_both: the standard rc with these options."""
+
+    def prepare(user: Any, env: E2E) -> list[str]:
+        port = None if "smtphost" in user_opts else sink.port
+        rc = pop3_rc(
+            dovecot,
+            user,
+            smtp_port=port,
+            server_opts=server_opts,
+            user_opts=user_opts,
+            globals_=globals_,
+        )
+        if " to " in f" {user_opts}":
+            rc = rc.replace(" is joe here", "")  # the "to ... here" clause replaces it
+        env.write_rc(rc)
+        return []
+
+    return prepare
+
+
 def _one_message_both(
     tmp_path: Path, dovecot: Any, sink: Any, raw: bytes, server_opts: str, user_opts: str
 ) -> dict[str, tuple[str, list[str], bytes]]:
-    got = {}
-    for prog in ("fetchmail", "pyfetchmail"):
-        env = E2E(tmp_path / prog)
-        user = _fresh_user(dovecot, [raw])
-        rc = pop3_rc(
-            dovecot, user, smtp_port=sink.port, server_opts=server_opts, user_opts=user_opts
-        )
-        if user_opts.startswith("to "):
-            rc = rc.replace(" is joe here", "")
-        env.write_rc(rc)
-        before = len(sink.received)
-        done = getattr(env, prog)()
-        assert done.returncode == 0, done
-        (msg,) = sink.received[before:]
-        got[prog] = (msg.mail_from, sorted(msg.rcpt_tos), _normalise(msg.data))
-    return got
+    got = run_both(tmp_path, dovecot, [raw], _writer(dovecot, sink, server_opts, user_opts), sink)
+    out = {}
+    for prog, res in got.items():
+        assert res.run.returncode == 0, res.run
+        (msg,) = res.received
+        data = normalise_received(msg.data).replace(res.user.name.encode(), b"USER")
+        sender = msg.mail_from.replace(res.user.name, "USER")
+        out[prog] = (sender, sorted(msg.rcpt_tos), data)
+    return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: multidrop X-Fetchmail-Warning ignores the one-rejected-address wording",
-)
 def test_multidrop_single_rejected_warning_matches_fetchmail(
     tmp_path: Path, dovecot: Any, smtp_sink: Any
 ) -> None:
@@ -474,9 +451,6 @@ def test_multidrop_single_rejected_warning_matches_fetchmail(
     assert got["pyfetchmail"] == got["fetchmail"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: Received 'for <...>' clause ignores smtpname (fetchmail uses it)"
-)
 def test_smtpname_in_received_for_clause_matches_fetchmail(
     tmp_path: Path, dovecot: Any, smtp_sink: Any
 ) -> None:
@@ -500,32 +474,28 @@ _LMTP_CASES = {
 def test_lmtp_per_recipient_replies_match_fetchmail(
     tmp_path: Path, dovecot: Any, lmtp_sink: Any, case: str
 ) -> None:
-    raw = (
-        b"From: x@remote.example\nTo: joe@pop.test, bob@pop.test\nSubject: lmtp split\n"
-        b"Message-ID: <lmtp-split@remote.example>\n\nbody\n"
-    )
     lmtp_sink.lmtp_replies.update(_LMTP_CASES[case])
-    results: dict[str, tuple[int, list[list[str]], int]] = {}
-    runs: dict[str, str] = {}
-    for prog in ("fetchmail", "pyfetchmail"):
-        env = E2E(tmp_path / prog)
-        user = _fresh_user(dovecot, [raw])
-        env.write_rc(
-            pop3_rc(
-                dovecot,
-                user,
-                server_opts="aka pop.test envelope X-No-Such-Header",
-                user_opts=f"lmtp smtphost 127.0.0.1/{lmtp_sink.port} to joe bob here",
-                globals_="set no softbounce\n" if case.endswith("nosoft") else "",
-            ).replace(" is joe here", "")
-        )
-        before = len(lmtp_sink.received)
-        done = getattr(env, prog)()
-        runs[prog] = str(done)
-        got = [sorted(m.rcpt_tos) for m in lmtp_sink.received[before:]]
-        results[prog] = (done.returncode, got, len(user.messages()))
-    assert results["pyfetchmail"] == results["fetchmail"], (
-        f"{runs['fetchmail']}\n\n{runs['pyfetchmail']}"
+    globals_ = "set no softbounce\n" if case.endswith("nosoft") else ""
+    got = run_both(tmp_path, dovecot, [_LMTP_RAW], _lmtp_writer(dovecot, lmtp_sink, globals_))
+    ours, theirs = (
+        (r.run.returncode, [sorted(m.rcpt_tos) for m in r.received], r.left) for r in _pair(got)
+    )
+    assert ours == theirs, both_runs(got)
+
+
+_LMTP_RAW = (
+    b"From: x@remote.example\nTo: joe@pop.test, bob@pop.test\nSubject: lmtp split\n"
+    b"Message-ID: <lmtp-split@remote.example>\n\nbody\n"
+)
+
+
+def _lmtp_writer(dovecot: Any, sink: Any, globals_: str = "") -> Callable[[Any, E2E], list[str]]:
+    return _writer(
+        dovecot,
+        sink,
+        "aka pop.test envelope X-No-Such-Header",
+        f"lmtp smtphost 127.0.0.1/{sink.port} to joe bob here",
+        globals_,
     )
 
 
@@ -535,26 +505,12 @@ def test_lmtp_all_recipients_refused_kept_with_softbounce(
     """Deliberate difference: fetchmail 6.4.37 deletes a message whose every LMTP
     recipient got 5xx at end-of-data even with softbounce on (verified: "flushed",
     exit 0); pyfetchmail keeps it, as softbounce promises (spec §6.11)."""
-    raw = b"From: x@remote.example\nTo: joe@pop.test, bob@pop.test\nSubject: s\n\nbody\n"
     lmtp_sink.lmtp_replies.update(
         {"joe@127.0.0.1": "550 5.1.1 gone", "bob@127.0.0.1": "550 5.1.1 gone"}
     )
-    left = {}
-    for prog in ("fetchmail", "pyfetchmail"):
-        env = E2E(tmp_path / prog)
-        user = _fresh_user(dovecot, [raw])
-        env.write_rc(
-            pop3_rc(
-                dovecot,
-                user,
-                server_opts="aka pop.test envelope X-No-Such-Header",
-                user_opts=f"lmtp smtphost 127.0.0.1/{lmtp_sink.port} to joe bob here",
-            ).replace(" is joe here", "")
-        )
-        done = getattr(env, prog)()
-        assert done.returncode == 0, done
-        left[prog] = len(user.messages())
-    assert left == {"fetchmail": 0, "pyfetchmail": 1}
+    got = run_both(tmp_path, dovecot, [_LMTP_RAW], _lmtp_writer(dovecot, lmtp_sink))
+    assert [r.run.returncode for r in got.values()] == [0, 0], both_runs(got)
+    assert {prog: r.left for prog, r in got.items()} == {"fetchmail": 0, "pyfetchmail": 1}
     assert lmtp_sink.received == []
 
 
@@ -605,3 +561,46 @@ def test_default_rc_and_idfile_locations_shared_with_fetchmail(
     assert set(before.splitlines()) < set(ids.read_text().splitlines())
     again = run([FETCHMAIL, "-N", *pid])
     assert again.returncode == 1, again
+
+
+# --- scripted POP3 server faults, both programs ------------------------------------
+
+_FAKE_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
+    # case: (FakePop3Server attributes, user options, password)
+    "keep-no-uidl": ({"uidl_err": True}, "keep", "secret"),
+    "keep-uidl": ({}, "keep", "secret"),
+    "retr-err": ({"retr_err": {1}}, "", "secret"),
+    "in-use": ({"pass_err": "-ERR [IN-USE] mailbox locked"}, "", "wrong"),
+    "service-unavailable": ({"pass_err": "-ERR Service temporarily unavailable"}, "", "wrong"),
+    "login-delay": ({"pass_err": "-ERR [LOGIN-DELAY] wait 60s"}, "", "wrong"),
+    "plain-auth-fail": ({}, "", "wrong"),
+    "no-capa": ({"capabilities": None}, "", "secret"),
+}
+
+
+@pytest.mark.parametrize("case", list(_FAKE_CASES))
+def test_fake_server_cases_match_fetchmail(tmp_path: Path, smtp_sink: Any, case: str) -> None:
+    attrs, user_opts, password = _FAKE_CASES[case]
+    results: dict[str, list[tuple[int, int, int]]] = {}
+    runs: dict[str, list[str]] = {}
+    for prog in ("fetchmail", "pyfetchmail"):
+        env = E2E(tmp_path / prog)
+        server = FakePop3Server(mailbox=[crlf(sample(1)), crlf(sample(2))])
+        for name, value in attrs.items():
+            setattr(server, name, value)
+        with server:
+            env.write_rc(
+                f"poll 127.0.0.1 proto pop3 port {server.port} no dns\n"
+                f"  user joe password {password} is joe here\n"
+                f"  sslproto '' no sslcertck smtphost 127.0.0.1/{smtp_sink.port} {user_opts}\n"
+            )
+            results[prog], runs[prog] = [], []
+            for _ in range(2):
+                before = len(smtp_sink.received)
+                done = getattr(env, prog)()
+                runs[prog].append(str(done))
+                delivered = len(smtp_sink.received) - before
+                results[prog].append((done.returncode, delivered, len(server.mailbox)))
+    assert results["pyfetchmail"] == results["fetchmail"], "\n\n".join(
+        runs["fetchmail"] + runs["pyfetchmail"]
+    )

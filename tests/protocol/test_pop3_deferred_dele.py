@@ -193,7 +193,9 @@ def test_dele_returns_before_its_reply_and_quit_waits_for_all_replies() -> None:
     refs = session.select(None).messages
     for ref, msg in session.retrieve(refs):
         msg.close()
+        read_before = sock.consumed
         session.delete(ref)
+        assert sock.consumed == read_before  # returned without reading anything
     # The last two DELE replies have not been asked for: close() must read them.
     before_quit = len(PIPELINED_REPLIES) - len(b"+OK bye\r\n")
     session.close()
@@ -328,3 +330,23 @@ def test_engine_refused_dele_stays_pending_and_is_deleted_next_poll(
 
 def server_body(n: int) -> bytes:
     return f"Subject: s{n}\r\n\r\nbody {n}\r\n".encode()
+
+
+def test_engine_many_messages_dele_interleaved_on_the_wire(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A window of 2 RETRs (autouse fixture) over 12 messages: every DELE but
+    # the last ones is answered between RETR bodies on the real socket.
+    mail = [f"Subject: t{n}\r\n\r\nbody {n}\r\n".encode() for n in range(1, 13)]
+    with FakePop3Server(mailbox=list(mail)) as srv:
+        delivery = FakeDelivery()
+        caplog.set_level(logging.INFO, logger="pyfetchmail")
+        store = UidStore.load(str(tmp_path / "fetchids"))
+        assert poll_query(_loopback_query(srv.port), _context(store, delivery)) == 0
+        assert srv.mailbox == []
+    assert delivery.accepted == mail
+    reading = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reading")]
+    assert reading == [
+        f"reading message joe@127.0.0.1:{n} of 12 ({len(mail[n - 1])} octets) flushed"
+        for n in range(1, 13)
+    ]
