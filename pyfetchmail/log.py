@@ -2,7 +2,8 @@
 
 Destinations, as fetchmail 6.4 chooses them (spec section 7.4):
 
-- default: stderr, every line prefixed ``pyfetchmail: `` (fetchmail's
+- default: progress (INFO and below) on stdout, warnings and errors on
+  stderr, as fetchmail splits them; every line prefixed ``pyfetchmail: `` (fetchmail's
   ``fetchmail: ``);
 - ``--logfile F`` / ``set logfile``: the file must already exist (else a
   notice and stderr is kept) and be writable (else exit 23).  ``-N`` ignores
@@ -164,7 +165,7 @@ def _syslog_handler() -> logging.Handler:
 def _logfile_handler(path: str) -> logging.Handler | None:
     """The logfile handler, ``None`` if the file does not exist (fetchmail's notice)."""
     if not os.path.exists(path):
-        log.info('Logfile "%s" does not exist, ignoring logfile option.', path)
+        log.warning('Logfile "%s" does not exist, ignoring logfile option.', path)
         return None
     if not os.access(path, os.W_OK):
         raise FetchmailError(f'Logfile "{path}" is not writable, aborting.')
@@ -195,14 +196,16 @@ def setup_logging(options: CommandLineOptions, run: RunControl) -> None:
     transcript = logging.getLogger(TRANSCRIPT_LOGGER)
     transcript.setLevel(logging.DEBUG if options.verbose >= 2 else logging.CRITICAL + 1)
 
-    stderr = _StderrHandler()
-    stderr.setFormatter(logging.Formatter(f"{_PREFIX}%(message)s"))
-    _install(root, stderr)  # until a better destination is known
+    # fetchmail's split: progress on stdout, warnings and errors on stderr.
+    console = [_ConsoleHandler("stdout", below=logging.WARNING), _ConsoleHandler("stderr")]
+    for handler in console:
+        handler.setFormatter(logging.Formatter(f"{_PREFIX}%(message)s"))
+        _install(root, handler)  # until a better destination is known
 
     chosen: logging.Handler | None = None
     logfile = run.logfile  # already merged with -L by the configuration loader
     if logfile and options.nodetach:
-        log.info("The nodetach option is in effect, ignoring logfile option.")
+        log.warning("The nodetach option is in effect, ignoring logfile option.")
     elif logfile:
         chosen = _logfile_handler(logfile)
     if run.syslog:
@@ -228,17 +231,31 @@ def setup_logging(options: CommandLineOptions, run: RunControl) -> None:
                 )
                 sysh.close()
     if chosen is not None:
-        root.removeHandler(stderr)
+        for handler in console:
+            root.removeHandler(handler)
         _install(root, chosen)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is *now* (it is replaced by tests and
-    by detaching), like the stdlib's last-resort handler."""
+class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout``/``sys.stderr`` is *now* (they are
+    replaced by tests and by detaching), like the stdlib's last-resort handler.
+
+    With *below*, only records under that level are written (the stdout half
+    of fetchmail's progress/diagnostics split); otherwise records from WARNING up.
+    """
+
+    def __init__(self, name: str, *, below: int | None = None) -> None:
+        super().__init__()
+        self._name = name
+        if below is None:
+            self.setLevel(logging.WARNING)
+        else:
+            self.addFilter(lambda record: record.levelno < below)
 
     @property
     def stream(self) -> TextIO:
-        return sys.stderr
+        stream: TextIO = getattr(sys, self._name)
+        return stream
 
     @stream.setter
     def stream(self, value: TextIO) -> None:

@@ -31,10 +31,10 @@ _CMD = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "pyfetchmail"]
 
 
 def _collect(proc: subprocess.Popen[str], lines: list[str]) -> None:
-    assert proc.stderr is not None
-    for line in proc.stderr:
+    assert proc.stdout is not None
+    for line in proc.stdout:
         lines.append(line)
-    proc.stderr.close()
+    proc.stdout.close()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -93,8 +93,10 @@ class Home:
             env=self.env(),
             cwd=self.path,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # Progress goes to stdout and diagnostics to stderr (as fetchmail);
+            # a daemon's whole output is read as one stream, in order.
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         self.procs.append(proc)
@@ -105,11 +107,11 @@ class Home:
         return proc
 
     def err(self, proc: subprocess.Popen[str]) -> str:
-        """What *proc* has written to stderr so far."""
+        """What *proc* has written (stdout and stderr) so far."""
         return "".join(self.stderr[proc.pid][0])
 
     def finish(self, proc: subprocess.Popen[str], timeout: float = 10) -> str:
-        """Wait for *proc* to end; return its whole stderr."""
+        """Wait for *proc* to end; return its whole output."""
         proc.wait(timeout=timeout)
         self.stderr[proc.pid][1].join(timeout=timeout)
         return self.err(proc)

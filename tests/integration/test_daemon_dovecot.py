@@ -55,8 +55,10 @@ class Env:
             [*_CMD, *args],
             env=self.env,
             stdin=subprocess.DEVNULL,
+            # Progress on stdout, diagnostics on stderr (as fetchmail): read both
+            # as one ordered stream, returned as communicate()[0].
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         self.procs.append(proc)
@@ -107,7 +109,7 @@ def _quit(env: Env, daemon: subprocess.Popen[str]) -> str:
     result = env.run("--quit")
     assert result.returncode == 0, result.stderr
     assert result.stderr == f"pyfetchmail: background pyfetchmail at {daemon.pid} killed.\n"
-    err = daemon.communicate(timeout=10)[1]
+    err = daemon.communicate(timeout=10)[0]
     assert not env.pidfile.exists()
     assert "terminated with signal 15" in err
     return err
@@ -190,7 +192,7 @@ def test_sigterm_during_delivery_loses_nothing(env: Env, mailuser: Any, smtp_sin
 
     smtp_sink.policy = policy
     daemon = env.start("-d", "3600", "-N")
-    err = daemon.communicate(timeout=30)[1]
+    err = daemon.communicate(timeout=30)[0]
     assert "terminated with signal 15" in err
     assert "Query status" not in err  # it really stopped in the middle of the poll
     assert not env.pidfile.exists()

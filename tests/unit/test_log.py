@@ -113,16 +113,19 @@ def test_stderr_prefix_and_default_level(capsys: pytest.CaptureFixture[str]) -> 
     log.info("3 messages for joe at pop.example.")
     log.debug("hidden")
     transcript.debug("POP3> STAT")
-    assert capsys.readouterr().err == "pyfetchmail: 3 messages for joe at pop.example.\n"
+    # fetchmail's split: progress on stdout, diagnostics on stderr.
+    assert capsys.readouterr() == ("pyfetchmail: 3 messages for joe at pop.example.\n", "")
+    log.error("connection failed")
+    assert capsys.readouterr() == ("", "pyfetchmail: connection failed\n")
 
 
 @pytest.mark.parametrize(
     ("opts", "shown"),
     [
-        ({"silent": True}, ["warning"]),
-        ({}, ["info", "warning"]),
-        ({"verbose": 1}, ["debug", "info", "warning"]),
-        ({"verbose": 2}, ["debug", "info", "warning", "POP3> PASS *"]),
+        ({"silent": True}, []),
+        ({}, ["info"]),
+        ({"verbose": 1}, ["debug", "info"]),
+        ({"verbose": 2}, ["debug", "info", "POP3> PASS *"]),
     ],
 )
 def test_levels(
@@ -133,8 +136,9 @@ def test_levels(
     log.info("info")
     log.warning("warning")
     transcript.debug("POP3> PASS letmein")
-    lines = [line.removeprefix("pyfetchmail: ") for line in capsys.readouterr().err.splitlines()]
-    assert lines == shown
+    out, err = capsys.readouterr()
+    assert [line.removeprefix("pyfetchmail: ") for line in out.splitlines()] == shown
+    assert err == "pyfetchmail: warning\n"  # warnings are shown at every level
 
 
 def test_missing_logfile_is_ignored_with_notice(
@@ -143,9 +147,9 @@ def test_missing_logfile_is_ignored_with_notice(
     missing = tmp_path / "nope.log"
     _setup(RunControl(logfile=str(missing)))
     log.info("still here")
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert f'pyfetchmail: Logfile "{missing}" does not exist, ignoring logfile option.\n' in err
-    assert "pyfetchmail: still here\n" in err
+    assert "pyfetchmail: still here\n" in out
     assert not missing.exists()
 
 
@@ -161,10 +165,10 @@ def test_nodetach_ignores_logfile(tmp_path: Path, capsys: pytest.CaptureFixture[
     logfile = tmp_path / "f.log"
     logfile.touch()
     _setup(RunControl(logfile=str(logfile)), nodetach=True)
-    log.info("to stderr")
-    err = capsys.readouterr().err
+    log.info("to the console")
+    out, err = capsys.readouterr()
     assert "The nodetach option is in effect, ignoring logfile option." in err
-    assert "pyfetchmail: to stderr" in err
+    assert "pyfetchmail: to the console" in out
     assert logfile.read_text() == ""
 
 
