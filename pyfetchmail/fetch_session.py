@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pyfetchmail import fetch_report as report
-from pyfetchmail import policy
+from pyfetchmail import policy, progress
 from pyfetchmail.delivery.base import DeliveryResult, Outcome
 from pyfetchmail.errors import DeliveryError, FetchmailError, LocalIOError, ServerError
 from pyfetchmail.fetch_types import (
@@ -100,6 +100,12 @@ class SessionRun:
         self._deletion_replies: Callable[..., list[DeletionReply]] | None = getattr(
             session, "deletion_replies", None
         )
+        self._count = 0  # messages in the folder being processed (for the meter)
+        self._progress = progress.attach(
+            session, verbose=ctx.options.verbose >= 1, silent=ctx.options.silent,
+            showdots=ctx.run.showdots, describe=lambda ref, size: report.reading_line(
+                self.remote, self.truename, ref.number, self._count, size, ""),
+        )  # fmt: skip
 
     # -- driver ---------------------------------------------------------------
 
@@ -109,6 +115,8 @@ class SessionRun:
         except BaseException as exc:
             self._give_up(exc)
             raise
+        finally:
+            progress.detach(self.session, self._progress)
         return self._stats()
 
     def _folders(self) -> None:
@@ -165,6 +173,7 @@ class SessionRun:
         self._state_key = (folder or "INBOX") if self.imap else None
         self._uidvalidity = listing.uidvalidity if self.imap else None
         plan = self._decide(listing)
+        self._count = listing.count
         self.c.messages += listing.count
         n_new = sum(1 for _, sel in plan if sel in (Selection.NEW, Selection.OVERSIZED))
         self.c.new += n_new
@@ -201,7 +210,9 @@ class SessionRun:
             self.c.present = None if None in uids else {u for u in uids if u is not None}
             for ref in listing.messages:
                 is_pending = ref.uid is not None and ref.uid in pending
-                new = policy.is_new_pop3(ref.uid, seen, fetchall=self.flags.fetchall)
+                new = policy.is_new_pop3(
+                    ref.uid, seen, fetchall=self.flags.fetchall, last_seen=ref.seen
+                )
                 out.append(
                     (
                         ref,
@@ -329,6 +340,8 @@ class SessionRun:
                         break
                     failures_in_a_row = 0
                     done += 1
+                    if self._progress is not None:
+                        self._progress.complete(ref)
                     with msg:
                         self._handle(ref, msg, listing)
                 else:

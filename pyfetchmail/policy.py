@@ -85,12 +85,20 @@ class Flags:
     can_delete: bool = True  # the protocol supports deletion (POP3, IMAP)
 
 
-def is_new_pop3(uid: str | None, seen: set[str], *, fetchall: bool) -> bool:
+def is_new_pop3(
+    uid: str | None, seen: set[str], *, fetchall: bool, last_seen: bool | None = None
+) -> bool:
     """POP3: new unless the UID is in the ``.fetchids`` seen list (or ``fetchall``).
 
-    Without a UID (server lacks UIDL) every message is new.
+    Without a UID (server lacks UIDL) the server's RFC 1725 ``LAST`` answer
+    decides: *last_seen* is true for a message numbered up to it (old),
+    false above it; ``None`` (no LAST either) means every message is new.
     """
-    return fetchall or uid is None or uid not in seen
+    if fetchall:
+        return True
+    if uid is None:
+        return not last_seen
+    return uid not in seen
 
 
 def is_new_imap(

@@ -12,15 +12,20 @@ For each query in file order a cycle:
 2. in daemon mode, honours the entry's ``interval N``: polled on the first
    cycle and then on every N-th (``interval not reached, not querying P`` at
    ``-v``);
-3. runs ``preconnect`` with ``/bin/sh -c``; a non-zero exit gives
+3. applies the ``interface``/``monitor`` gate (:class:`pyfetchmail.net.iface.PollGate`):
+   a skipped query logs ``skipping poll of P, ...`` and gets no status (a
+   single run whose every query was skipped this way exits 0, as
+   fetchmail); the monitor counter is ignored in the cycle after a wake-up
+   signal, and noted after each poll of a monitored query in daemon mode;
+4. runs ``preconnect`` with ``/bin/sh -c``; a non-zero exit gives
    ``pre-connection command failed with status N`` (or ``terminated with
    signal N``), query status 5 and no connection;
-4. polls (``PollFunc``), turning any exception that escapes the engine into
+5. polls (``PollFunc``), turning any exception that escapes the engine into
    a status instead of ending the run, so one broken account never stops
    the others (getmail6 #277);
-5. runs ``postconnect``; a non-zero exit is logged and makes an otherwise
+6. runs ``postconnect``; a non-zero exit is logged and makes an otherwise
    successful query status 5;
-6. logs ``Query status=N (NAME)`` for every non-success status (NOMAIL only
+7. logs ``Query status=N (NAME)`` for every non-success status (NOMAIL only
    at ``-vv``) and tracks consecutive authentication failures: in daemon
    mode the third (or, after an earlier success, the tenth) in a row logs a
    one-time warning, and the next success logs that authentication is OK
@@ -48,6 +53,7 @@ from pyfetchmail.delivery import warnings as warning_mails
 from pyfetchmail.delivery.warnings import WarningMail
 from pyfetchmail.errors import FetchmailError
 from pyfetchmail.exitcodes import ExitCode, aggregate, query_status_name
+from pyfetchmail.net.iface import PollGate
 from pyfetchmail.signals import SignalState
 
 __all__ = [
@@ -118,6 +124,8 @@ class CycleRunner:
     :param timed_out: tells whether the last poll of a query ended in a
         timeout (the engine knows; by default no poll counts as one).
     :param notify: sends a warning mail (:mod:`pyfetchmail.delivery.warnings`).
+    :param gate: the ``interface``/``monitor`` checks (tests inject counters
+        and a zero settle delay).
     """
 
     queries: tuple[Query, ...]
@@ -128,13 +136,20 @@ class CycleRunner:
     timed_out: Callable[[Query, int], bool] = lambda _q, _s: False
     notify: Callable[[Query, WarningMail], object] | None = None
     states: list[QueryState] = field(default_factory=list)
+    gate: PollGate = field(default_factory=PollGate)
+    _woken: bool = False
 
     def __post_init__(self) -> None:
         if not self.states:
             self.states = [QueryState() for _ in self.queries]
 
     def unwedge(self) -> None:
-        """Clear every wedged mark (on SIGUSR1, as fetchmail does)."""
+        """Clear every wedged mark (on SIGUSR1, as fetchmail does).
+
+        Being woken by a signal also lifts the ``monitor`` check for the next
+        cycle (fetchmail polls a monitored server after a wake-up).
+        """
+        self._woken = True
         for state in self.states:
             state.wedged = False
             state.timeouts = 0
@@ -151,10 +166,21 @@ class CycleRunner:
         so a caller interrupted mid-cycle still knows what was polled.
         """
         statuses = [] if statuses is None else statuses
-        for query, password, state in zip(self.queries, self.passwords, self.states, strict=True):
-            status = self._one(query, password, state)
-            if status is not None:
-                statuses.append(status)
+        gated = False
+        try:
+            for query, password, state in zip(
+                self.queries, self.passwords, self.states, strict=True
+            ):
+                if not self._due(query, state):
+                    continue
+                if not self.gate.approve(query, woken=self._woken):
+                    gated = True
+                    continue
+                statuses.append(self._one(query, password, state))
+        finally:
+            self._woken = False
+        if gated and not statuses:
+            return int(ExitCode.SUCCESS)  # fetchmail: nothing polled, nothing failed
         return aggregate(statuses)
 
     def _due(self, query: Query, state: QueryState) -> bool:
@@ -171,9 +197,7 @@ class CycleRunner:
                 return False
         return True
 
-    def _one(self, query: Query, password: str | None, state: QueryState) -> int | None:
-        if not self._due(query, state):
-            return None
+    def _one(self, query: Query, password: str | None, state: QueryState) -> int:
         user = query.user
         if user.preconnect and run_hook(user.preconnect, "pre-connection") is not None:
             status = int(ExitCode.SYNTAX)
@@ -184,6 +208,7 @@ class CycleRunner:
             )
             if post_failed and status in (ExitCode.SUCCESS, ExitCode.NOMAIL):
                 status = int(ExitCode.SYNTAX)
+            self.gate.polled(query, daemon=self.daemon)
         self._account(query, state, status)
         if status == ExitCode.NOMAIL:
             if self.verbose >= 2:

@@ -4,6 +4,8 @@ Responsibility: the ``smtphost`` hunt list, the per-query connection
 (reused, reopened after ``batchlimit`` messages or ``timeout`` seconds of
 silence), the envelope dialogue and the mapping of reply codes to an
 :class:`~pyfetchmail.delivery.base.Outcome` (spec §6.2, §6.3).
+With the server's ``plugout``, a TCP hunt entry is reached through that
+command instead (``%h``/``%p`` = host/port; UNIX socket paths are not).
 
 Invariants:
 - ACCEPTED only after a 2xx end-of-data reply (SMTP), or when no accepted
@@ -154,7 +156,12 @@ class SmtpDelivery:
                 else:
                     assert port is not None
                     # "[::1]/2525": brackets delimit an IPv6 literal, not the name
-                    client = SmtpClient.connect(host.strip("[]"), port, t.connect, proto)
+                    name = host.strip("[]")
+                    plugout = self.query.server.plugout
+                    if plugout:  # replaces the TCP connection (spec §6.2)
+                        client = SmtpClient.connect_plugout(plugout, name, port, t.connect, proto)
+                    else:
+                        client = SmtpClient.connect(name, port, t.connect, proto)
             except OSError as exc:
                 log.debug("%s connect to %s failed: %s", proto, entry, exc)
                 return None

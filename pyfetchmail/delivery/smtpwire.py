@@ -26,6 +26,9 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pyfetchmail.errors import SocketError
+from pyfetchmail.net.connect import open_plugin
+
 __all__ = ["Reply", "SmtpClient", "SmtpWireError", "printable"]
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,22 @@ class SmtpClient:
         """Open a TCP connection (OSError on failure)."""
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(sock, f"{host}/{port}", proto)
+
+    @classmethod
+    def connect_plugout(
+        cls, command: str, host: str, port: int, timeout: float, proto: str = "SMTP"
+    ) -> SmtpClient:
+        """Talk through the ``plugout`` *command* instead of TCP (spec §6.2, §7.6).
+
+        ``%h``/``%p`` become *host*/*port*; the command runs without a shell
+        with its stdin/stdout on a socketpair (:func:`~pyfetchmail.net.connect.open_plugin`).
+        Every read still has *timeout*.  OSError on failure.
+        """
+        try:
+            sock = open_plugin(command, host, port, timeout)
+        except SocketError as exc:
+            raise OSError(str(exc)) from None
         return cls(sock, f"{host}/{port}", proto)
 
     @classmethod

@@ -25,18 +25,34 @@ Invariants every implementation keeps:
 - :meth:`MailSession.retrieve` may pipeline or batch requests, but yields
   messages in the order of *refs*, each fully received and spooled.
 - Nothing is deleted or marked by a source on its own initiative.
+- Progress (optional): a session may have a writable attribute
+  ``progress: ProgressHook | None`` (default ``None``).  When set,
+  :meth:`MailSession.retrieve` calls it as a message's bytes arrive, with
+  the ref, the bytes received so far and the announced size (``None`` if
+  unknown): at least once per chunk read (POP3) or per batch / partial fetch
+  (IMAP), in message order.  The hook must be cheap and must not raise; it
+  is not part of :class:`MailSession`, so the engine sets it only when the
+  session has the attribute (``hasattr``), and sessions or fakes without it
+  keep working.
 - Secrets are never logged or put into exception texts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from pyfetchmail.message import SpooledMessage
 
-__all__ = ["DeletionReply", "FolderListing", "MailSession", "MailSource", "MessageRef"]
+__all__ = [
+    "DeletionReply",
+    "FolderListing",
+    "MailSession",
+    "MailSource",
+    "MessageRef",
+    "ProgressHook",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +61,9 @@ class MessageRef:
 
     *number* is the POP3 message number or the IMAP sequence number at listing
     time; *uid* the POP3 UIDL or the IMAP UID (as a string); *seen* the IMAP
-    ``\\Seen`` flag (``None`` for POP3, which has no flags).
+    ``\\Seen`` flag.  POP3 has no flags: *seen* is ``None``, except when the
+    server lacks UIDL but answers RFC 1725 ``LAST``; then it is true for the
+    messages numbered up to that answer (old) and false for the others.
     """
 
     number: int
@@ -54,6 +72,10 @@ class MessageRef:
     seen: bool | None = None
     folder: str | None = None
     uidvalidity: int | None = None
+
+
+#: ``hook(ref, bytes_so_far, announced_size)``: see "Progress" in the module docstring.
+ProgressHook: TypeAlias = Callable[[MessageRef, int, int | None], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from typing import Any
 from pyfetchmail.config.model import DEFAULT_TIMEOUT, Query
 from pyfetchmail.errors import ServerError, ServerLockBusy, SocketError
 from pyfetchmail.message import SpooledMessage
-from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef
+from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef, ProgressHook
 from pyfetchmail.protocols.imap_auth import connect
 from pyfetchmail.protocols.imap_wire import guard
 
@@ -159,7 +159,9 @@ class ImapSession:
                 c.decode("ascii", "replace").upper() for c in client.capabilities()
             )
             peer = client.socket().getpeername()
-        self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        # Through a plugin the socket's peer is our loopback relay, not the server.
+        plugin = bool(query.server.plugin)
+        self._peer = str(peer[0]) if isinstance(peer, tuple) and peer and not plugin else None
 
     # -- MailSession ---------------------------------------------------------------
 
@@ -249,6 +251,10 @@ class ImapSession:
         refs.sort(key=lambda r: r.number)
         return refs
 
+    #: Optional progress hook (:data:`~pyfetchmail.protocols.base.ProgressHook`),
+    #: told once per message of a batch and once per partial fetch of a big one.
+    progress: ProgressHook | None = None
+
     def retrieve(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, SpooledMessage]]:
         """Fetch *refs* in order with ``BODY.PEEK[]``, batched; see the module docstring."""
         for batch in _batches(refs):
@@ -282,6 +288,8 @@ class ImapSession:
                 raise ServerError(f"{self.host}: server sent no body for UID {uid}.")
             msg = SpooledMessage(announced_size=ref.size)
             msg.write(body)
+            if self.progress is not None:
+                self.progress(ref, msg.size, ref.size)
             yield ref, msg
 
     def _fetch_chunked(self, ref: MessageRef) -> SpooledMessage:
@@ -308,6 +316,8 @@ class ImapSession:
                     raise ServerError(f"{self.host}: server sent no body for UID {uid}.")
                 msg.write(chunk)
                 offset += len(chunk)
+                if self.progress is not None:
+                    self.progress(ref, msg.size, ref.size)
                 if len(chunk) < CHUNK_SIZE:
                     break
         except BaseException:

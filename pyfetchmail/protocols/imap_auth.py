@@ -16,6 +16,9 @@ Invariants:
   AUTHENTICATE PLAIN is our addition, used when LOGIN cannot carry the
   password (non-ASCII characters) or is disabled.  A forced method is final.
 - Passwords never appear in logs or exception texts.
+- ``plugin``: the command is reached through a loopback relay
+  (:class:`~pyfetchmail.net.relay.PluginRelay`), so imapclient keeps its read
+  timeouts and TLS is verified against the server's name, not 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from imapclient import IMAPClient
 
 from pyfetchmail.config.model import Auth, Query, User
 from pyfetchmail.errors import AuthError, SocketError
+from pyfetchmail.net.relay import PluginRelay
 from pyfetchmail.net.tls import (
     INSECURE_WARNING,
     StartTls,
@@ -235,21 +239,30 @@ def connect(query: Query, password: str | None, timeout: float | None) -> Any:
     """
     server, user = query.server, query.user
     host = server.pollname
-    if server.plugin:
-        raise SocketError(f"{host}: plugin connections are not supported for IMAP yet.")
     port = _port(server.service, user.ssl, host)
+    address = (server.queryname, port)
+    relay = None
+    if server.plugin:
+        # %p is the service as configured, else the port number (spec §7.6).
+        relay = PluginRelay(server.plugin, server.queryname, server.service or port, timeout or 300)
+        address = relay.address
     policy = tls_policy(user)
     context: Any = None
     if user.ssl or policy is not StartTls.NEVER:
         real = make_ssl_context(user, host)
         name = expected_server_name(query)
-        context = real if name == server.queryname else NamedContext(real, name)
+        context = real if name == address[0] else NamedContext(real, name)
     install_transcript()
     log.debug("Trying to connect to %s/%d...", server.queryname, port)
-    with guard(host, timeout, connecting=True):
-        client = IMAPClient(
-            server.queryname, port=port, ssl=user.ssl, ssl_context=context, timeout=timeout
-        )
+    try:
+        with guard(host, timeout, connecting=True):
+            client = IMAPClient(
+                address[0], port=address[1], ssl=user.ssl, ssl_context=context, timeout=timeout
+            )
+    except BaseException:
+        if relay is not None:
+            relay.close()
+        raise
     try:
         with guard(host, timeout):
             welcome = bytes(client.welcome or b"")

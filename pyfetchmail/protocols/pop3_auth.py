@@ -6,7 +6,11 @@ encrypted) :class:`~pyfetchmail.protocols.pop3_channel.Pop3Channel`.
 Order for ``auth any`` (first that the server advertises, weaker ones are
 tried when a stronger one fails): GSSAPI and NTLM are not implemented and are
 skipped with a debug line; then CRAM-MD5 (RFC 2195); then SASL PLAIN
-(RFC 4616, our addition, only over TLS); then USER/PASS (RFC 1939).  A forced
+(RFC 4616, our addition, only over TLS); then SASL LOGIN
+(draft-murchison-sasl-login, our addition, only over TLS and only when
+PLAIN is not advertised: it sends the same cleartext password in two steps,
+so it is worth a round trip only for servers that lack PLAIN); then
+USER/PASS (RFC 1939).  fetchmail 6.4 tries neither PLAIN nor LOGIN.  A forced
 ``auth`` type is tried alone.  ``proto apop`` and ``proto rpop`` replace the
 whole choice.
 
@@ -186,6 +190,21 @@ class _Login:
         secret = self._secret()
         return self.sasl_exchange("PLAIN", lambda _ch: sasl.plain(self.user, secret))
 
+    def login(self) -> Err | None:
+        secret = self._secret()
+        rounds = 0
+
+        def respond(challenge: bytes) -> bytes:
+            # Servers prompt "Username:" then "Password:"; some send empty
+            # prompts, so an unlabelled first prompt gets the user name.
+            nonlocal rounds
+            rounds += 1
+            if not challenge.strip():
+                challenge = b"Username:" if rounds == 1 else b"Password:"
+            return sasl.login_step(challenge, self.user, secret)
+
+        return self.sasl_exchange("LOGIN", respond)
+
     def external(self) -> Err | None:
         return self.sasl_exchange("EXTERNAL", lambda _ch: sasl.external())
 
@@ -235,6 +254,8 @@ def _any(login: _Login, caps: Capabilities, tls_active: bool) -> Err | None:
         attempts.append(login.cram_md5)
     if tls_active and "PLAIN" in caps.sasl:
         attempts.append(login.plain)
+    elif tls_active and "LOGIN" in caps.sasl:
+        attempts.append(login.login)
     attempts.append(login.user_pass)
     err: Err | None = None
     for attempt in attempts:

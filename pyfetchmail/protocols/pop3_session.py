@@ -26,8 +26,15 @@ Invariants:
 - We use ``RETR``, never fetchmail's ``TOP n 99999999`` peek: POP3 has no
   seen flag we rely on (new mail is decided by UIDL), ``TOP`` with a huge
   line count is an extension some servers truncate or refuse, and RETR is
-  what RFC 1939 defines for retrieving a whole message.  ``LAST`` is never
-  used either (spec §10.2 #4: unreliable); new mail is decided from UIDL.
+  what RFC 1939 defines for retrieving a whole message.
+- New mail is decided from UIDL.  Only when the server refuses UIDL (and
+  ``fetchall`` is off) is RFC 1725's ``LAST`` asked, and messages numbered
+  up to its answer are listed with ``seen=True`` (the others ``False``); an
+  answer that is not a number in ``0..count`` is ignored.  fetchmail asks
+  LAST *first*; we prefer UIDL because LAST is unreliable once other
+  clients read the maildrop (spec §10.2 #4).
+- While a RETR body arrives, the optional :attr:`Pop3Session.progress` hook
+  (see :mod:`pyfetchmail.protocols.base`) is told the bytes received so far.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from pyfetchmail.errors import (
 from pyfetchmail.message import SpooledMessage
 from pyfetchmail.net import tls
 from pyfetchmail.net.connect import connect, open_plugin
-from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef
+from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef, ProgressHook
 from pyfetchmail.protocols.pop3 import (
     EndOfMessage,
     Err,
@@ -177,6 +184,8 @@ class Pop3Session:
         self._dele_outstanding = 0
         self._closed = False
         self.label = f"{query.user.remote}@{query.server.pollname}"
+        #: Optional progress hook (:data:`~pyfetchmail.protocols.base.ProgressHook`).
+        self.progress: ProgressHook | None = None
 
     # -- MailSession properties -----------------------------------------
     @property
@@ -275,6 +284,8 @@ class Pop3Session:
                 head.err = event.text
             elif isinstance(event, MessageChunk) and head.spool is not None:
                 head.spool.write(event.data)
+                if self.progress is not None and head.ref is not None:
+                    self.progress(head.ref, head.spool.size, head.ref.size)
                 continue
             elif not isinstance(event, EndOfMessage):
                 raise ServerError(f"{self.label}: client and server out of step")
@@ -323,8 +334,30 @@ class Pop3Session:
             line.number: int(line.value or 0) for line in sizes[1] if line.number is not None
         }
         numbers = sorted(size_of) if sizes[0] is None else list(range(1, count + 1))
-        refs = tuple(MessageRef(n, uids.get(n), size_of.get(n)) for n in numbers)
+        last = self._last(count) if uidl[0] is not None else None
+        refs = tuple(
+            MessageRef(n, uids.get(n), size_of.get(n), seen=None if last is None else n <= last)
+            for n in numbers
+        )
         return FolderListing(None, count, octets, refs)
+
+    def _last(self, count: int) -> int | None:
+        """RFC 1725 ``LAST``: the highest message number accessed, or ``None``.
+
+        Asked only when UIDL failed and ``fetchall`` is off (with
+        ``fetchall`` every message is fetched anyway, as in fetchmail).
+        """
+        if self._query.user.fetchall:
+            return None
+        reply = self._simple("LAST")
+        if reply.err is not None:
+            log.debug("%s: LAST refused: %s", self.label, reply.err)
+            return None
+        word = reply.text.split(maxsplit=1)[0] if reply.text.split() else ""
+        if not (word.isascii() and word.isdigit()) or int(word) > count:
+            log.debug("%s: ignoring malformed LAST reply %r", self.label, reply.text[:40])
+            return None
+        return int(word)
 
     def retrieve(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, SpooledMessage]]:
         """RETR each of *refs* in order, keeping a bounded window in flight."""

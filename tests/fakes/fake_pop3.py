@@ -1,8 +1,8 @@
 """A scripted, threaded POP3 server on 127.0.0.1 for faults Dovecot cannot produce.
 
 It implements enough of RFC 1939/2449/5034 for a client (USER/PASS, APOP,
-AUTH CRAM-MD5/PLAIN, STLS, CAPA, STAT, UIDL, LIST, RETR, TOP, DELE, RSET,
-NOOP, QUIT) and reads commands from a buffer, so pipelined commands work.
+AUTH CRAM-MD5/PLAIN/LOGIN, STLS, CAPA, STAT, UIDL, LIST, RETR, TOP, DELE,
+RSET, NOOP, QUIT, and RFC 1725's LAST) and reads commands from a buffer, so pipelined commands work.
 Deletions are applied to :attr:`FakePop3Server.mailbox` only at QUIT, as
 RFC 1939 §6 requires.
 
@@ -12,7 +12,9 @@ message is not marked), ``drop_during_retr`` (close the connection
 half-way through that message), ``greeting``, ``capabilities`` (``None``
 means CAPA fails), ``stls_reply`` (e.g. ``"-ERR no"``), ``pass_err`` (the
 ``-ERR`` text for a failed login), ``after_stls_inject`` (plaintext bytes
-sent together with the STLS ``+OK``), ``raw_after_greeting``.
+sent together with the STLS ``+OK``), ``raw_after_greeting``, ``uidl_err``
+(UIDL answers ``-ERR``), ``last`` (the number ``LAST`` reports; ``None``
+means ``-ERR``).
 Every command line received is appended to :attr:`commands`.
 """
 
@@ -53,6 +55,7 @@ class FakePop3Server:
     after_stls_inject: bytes = b""
     raw_after_greeting: bytes = b""
     cram_challenge: str | None = None
+    last: int | str | None = None
     commands: list[str] = field(default_factory=list)
     sessions: int = 0
 
@@ -209,6 +212,20 @@ class _Session:
             _authz, name, secret = base64.b64decode(answer).decode().split("\0")
             self.user = name
             self._login(self.srv.users.get(name) == secret)
+        elif mech == "LOGIN":
+            self.line("+ " + base64.b64encode(b"Username:").decode())
+            name_b64 = self._sasl_answer()
+            if name_b64 == "*":
+                self.line("-ERR cancelled")
+                return
+            self.line("+ " + base64.b64encode(b"Password:").decode())
+            secret_b64 = self._sasl_answer()
+            if secret_b64 == "*":
+                self.line("-ERR cancelled")
+                return
+            name = base64.b64decode(name_b64).decode()
+            self.user = name
+            self._login(self.srv.users.get(name) == base64.b64decode(secret_b64).decode())
         else:
             self.line("-ERR unsupported mechanism")
 
@@ -249,6 +266,14 @@ class _Session:
             self.line("-ERR UIDL not supported")
             return
         self._listing(arg, self._uid)
+
+    def do_LAST(self, arg: str) -> None:
+        if not self._need_auth():
+            return
+        if self.srv.last is None:
+            self.line("-ERR LAST not supported")
+        else:
+            self.line(f"+OK {self.srv.last}")
 
     def do_LIST(self, arg: str) -> None:
         if self._need_auth():
