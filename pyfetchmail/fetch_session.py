@@ -6,40 +6,33 @@ retrieve → prepare → deliver → decide → record → act.  The safety
 invariants it keeps are stated in :mod:`pyfetchmail.fetch`; the places that
 implement them are marked "Rule N".
 
-Deletions may be confirmed late (POP3 pipelines DELE behind RETRs; see
-:mod:`pyfetchmail.protocols.base`).  A deletion counts (``deleted``, POP3
-``uncommitted``, IMAP expunge bookkeeping) and its message is logged
-`` flushed`` only once the server's reply confirmed it; the per-message
-lines wait in :class:`~pyfetchmail.fetch_report.PendingLines` so the log
-keeps message order.  A refused deletion leaves the UID pending (recorded
-before the DELE, Rule 2): the message is logged `` not flushed`` and
-deleted on the next poll.  Every reply is collected before a folder ends,
-hence before QUIT / EXPUNGE.
+Its parts: what the recorded state says about a listing and every state
+write is :mod:`pyfetchmail.fetch_state`; prepare → deliver → bounce of one
+message is :mod:`pyfetchmail.fetch_delivery`; deletion marks, their
+(possibly late) confirmations and the message-ordered log are
+:mod:`pyfetchmail.fetch_deletions`.  Invariants kept here: a message's
+server action follows :func:`pyfetchmail.policy.disposition` of its fate;
+every message's log lines go through the deletion queue, which is settled
+at the end of each folder (before QUIT / EXPUNGE) or given up when the
+session fails.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pyfetchmail import fetch_report as report
 from pyfetchmail import policy, progress
-from pyfetchmail.delivery.base import DeliveryResult, Outcome
-from pyfetchmail.errors import DeliveryError, FetchmailError, LocalIOError, ServerError
-from pyfetchmail.fetch_types import (
-    BounceRequest,
-    Counters,
-    DeliverySink,
-    MessageOrigin,
-    OversizedMessage,
-    PollStats,
-    PreparedLike,
-)
+from pyfetchmail.errors import ServerError
+from pyfetchmail.fetch_deletions import DeletionQueue
+from pyfetchmail.fetch_delivery import MessageDelivery
+from pyfetchmail.fetch_state import FolderRecord
+from pyfetchmail.fetch_types import Counters, DeliverySink, OversizedMessage, PollStats
 from pyfetchmail.message import SpooledMessage
 from pyfetchmail.policy import Action, Fate, Selection
-from pyfetchmail.protocols.base import DeletionReply, FolderListing, MailSession, MessageRef
+from pyfetchmail.protocols.base import FolderListing, MailSession, MessageRef
 
 if TYPE_CHECKING:
     from pyfetchmail.config.model import Query
@@ -90,15 +83,17 @@ class SessionRun:
         )
         default_expunge = 1 if self.imap else 0
         self.expunge_every = user.expunge if user.expunge is not None else default_expunge
-        self.store = ctx.uidstore
-        self._unexpunged: list[str] = []
-        self._state_key: str | None = None
-        self._uidvalidity: int | None = None  # of the folder being processed (IMAP)
-        self._previous_digest: bytes | None = None  # multidrop duplicate check
-        self._lines = report.PendingLines()
-        # Sessions written before deferred deletion replies confirm in delete().
-        self._deletion_replies: Callable[..., list[DeletionReply]] | None = getattr(
-            session, "deletion_replies", None
+        self.record = FolderRecord(
+            ctx.uidstore, self.remote, self.host,
+            imap=self.imap, check=self.check, truename=truename,
+        )  # fmt: skip
+        self.deletions = DeletionQueue(
+            session, self.c, imap=self.imap, expunge_every=self.expunge_every,
+            remote=self.remote, truename=truename,
+            expunged=lambda gone: self.record.update(drop=gone),
+        )  # fmt: skip
+        self.delivery = MessageDelivery(
+            session, query, ctx, truename=truename, sink=sink, record=self.record
         )
         self._count = 0  # messages in the folder being processed (for the meter)
         self._progress = progress.attach(
@@ -113,7 +108,7 @@ class SessionRun:
         try:
             self._folders()
         except BaseException as exc:
-            self._give_up(exc)
+            self.deletions.give_up(exc)
             raise
         finally:
             progress.detach(self.session, self._progress)
@@ -170,9 +165,10 @@ class SessionRun:
         # instead lists only UNDELETED messages, so leftovers of a run killed
         # before its EXPUNGE are never fetched and their records are pruned.
         listing = self.session.select(folder)
-        self._state_key = (folder or "INBOX") if self.imap else None
-        self._uidvalidity = listing.uidvalidity if self.imap else None
-        plan = self._decide(listing)
+        self.record.select(folder, listing.uidvalidity)
+        plan = self.record.decide(
+            listing, self.flags, uid_mode=self.query.server.uidl, counters=self.c
+        )
         self._count = listing.count
         self.c.messages += listing.count
         n_new = sum(1 for _, sel in plan if sel in (Selection.NEW, Selection.OVERSIZED))
@@ -200,67 +196,6 @@ class SessionRun:
         new_refs = [r for r, sel in plan if sel is Selection.NEW and r.uid not in self.skip_uids]
         self._fetch_new(new_refs, listing)
         self._end_of_folder(listing)
-
-    def _decide(self, listing: FolderListing) -> list[tuple[MessageRef, Selection]]:
-        out: list[tuple[MessageRef, Selection]] = []
-        if not self.imap:
-            seen = self.store.seen(self.remote, self.host)
-            pending = self.store.folder_state(self.remote, self.host).pending_delete
-            uids = {r.uid for r in listing.messages}
-            self.c.present = None if None in uids else {u for u in uids if u is not None}
-            for ref in listing.messages:
-                is_pending = ref.uid is not None and ref.uid in pending
-                new = policy.is_new_pop3(
-                    ref.uid, seen, fetchall=self.flags.fetchall, last_seen=ref.seen
-                )
-                out.append(
-                    (
-                        ref,
-                        policy.classify(
-                            new=new, pending=is_pending, size=ref.size, flags=self.flags
-                        ),
-                    )
-                )
-            return out
-        known, pending, baseline = self._imap_baseline(listing)
-        uid_mode = self.query.server.uidl
-        for ref in listing.messages:
-            is_pending = ref.uid is not None and ref.uid in pending
-            new = policy.is_new_imap(
-                ref.uid, ref.seen, known, fetchall=self.flags.fetchall,
-                uid_mode=uid_mode, baseline=baseline,
-            )  # fmt: skip
-            out.append(
-                (ref, policy.classify(new=new, pending=is_pending, size=ref.size, flags=self.flags))
-            )
-        if uid_mode and not baseline and not self.check and listing.uidvalidity is not None:
-            # UID mode baseline: what \Seen called old now stays old by UID.
-            old = {r.uid for r, s in out if s is Selection.OLD and r.uid is not None}
-            self._update(add_delivered=old)
-        return out
-
-    def _imap_baseline(self, listing: FolderListing) -> tuple[set[str], set[str], bool]:
-        """Known UIDs, pending deletions and whether a UID baseline exists.
-
-        Rule (documented in :mod:`pyfetchmail.fetch`): no recorded UIDVALIDITY
-        or a changed one means the recorded UIDs say nothing; that pass falls
-        back to ``\\Seen`` and the folder is re-recorded under the new value.
-        """
-        state = self.store.folder_state(self.remote, self.host, self._state_key)
-        uv = listing.uidvalidity
-        if uv is None:
-            return set(), set(), False
-        if state.uidvalidity == uv:
-            return state.delivered, state.pending_delete, True
-        if state.uidvalidity is not None:
-            log.warning(
-                "UIDVALIDITY of folder %s for %s at %s changed (%s -> %s); "
-                "using \\Seen flags for this pass",
-                self._state_key, self.remote, self.truename, state.uidvalidity, uv,
-            )  # fmt: skip
-        if not self.check:
-            self._update(uidvalidity=uv, reset=True)
-        return set(), set(), False
 
     # -- messages that need no fetch ------------------------------------------
 
@@ -290,13 +225,13 @@ class SessionRun:
                 )  # fmt: skip
 
         if action is Action.DELETE:
-            self._delete(ref, emit)
+            self.deletions.delete(ref, emit)
             return
         if action is Action.MARK_SEEN:
             self._mark_seen(ref, record=False)  # recorded when it was delivered
-            self._update(drop_pending={ref.uid} if ref.uid else set())
-            self._save()
-        self._lines.add(emit)
+            self.record.update(drop_pending={ref.uid} if ref.uid else set())
+            self.record.save()
+        self.deletions.add(emit)
 
     # -- fetching -------------------------------------------------------------
 
@@ -355,43 +290,11 @@ class SessionRun:
             todo = todo[done:]
 
     def _handle(self, ref: MessageRef, msg: SpooledMessage, listing: FolderListing) -> None:
-        self._collect()  # DELE replies read while this message was retrieved
+        self.deletions.collect()  # DELE replies read while this message was retrieved
         self.c.fetched += 1
-        result: DeliveryResult | None = None
-        prepared = self.ctx.prepare(
-            msg, self.query, self.ctx, self._origin(listing), self._previous_digest
-        )
-        self._previous_digest = getattr(prepared, "header_digest", None) or None
-        retained = bool(getattr(prepared, "retained", False))
-        if ref.number == 1 and (retained or b"X-IMAP:" in msg.header_bytes()):
-            fate = Fate.RETAINED  # §5.2 step 12: UW-IMAP's internal pseudo message
-            self.c.fetched -= 1
-            if prepared.message is not msg:
-                prepared.message.close()
-        else:
-            for warning in prepared.warnings:
-                log.warning("%s", warning)
-            try:
-                if prepared.refused is not None:
-                    log.warning(
-                        "message %s@%s:%d refused: %s",
-                        self.remote,
-                        self.truename,
-                        ref.number,
-                        prepared.refused,
-                    )
-                    fate = Fate.REFUSED
-                else:
-                    result = self.sink.get().deliver(prepared.message, prepared.envelope)
-                    fate = {
-                        Outcome.ACCEPTED: Fate.DELIVERED,
-                        Outcome.TEMPFAIL: Fate.TRANSIENT,
-                        Outcome.PERMFAIL: Fate.REFUSED,
-                    }[result.outcome]
-                    self._maybe_bounce(ref, prepared, result)
-            finally:
-                if prepared.message is not msg:
-                    prepared.message.close()
+        fate, result = self.delivery.deliver(ref, msg, listing)
+        if fate is Fate.RETAINED:
+            self.c.fetched -= 1  # not a message (§5.2 step 12)
         if fate is Fate.DELIVERED:
             self.c.delivered += 1
         elif fate is Fate.REFUSED:
@@ -423,61 +326,14 @@ class SessionRun:
         if action is not Action.DELETE and ref.uid is not None:
             self.c.left.add(ref.uid)
         if action is Action.DELETE:
-            self._record_processed(ref, pending=True)  # Rule 2, then Rule 3
-            self._delete(ref, emit)
+            self.record.record_processed(ref, pending=True)  # Rule 2, then Rule 3
+            self.deletions.delete(ref, emit)
             return
         if action is Action.MARK_SEEN:
             self._mark_seen(ref, record=True)
-        self._lines.add(emit)
-
-    def _maybe_bounce(
-        self, ref: MessageRef, prepared: PreparedLike, result: DeliveryResult
-    ) -> None:
-        if result.outcome is Outcome.PERMFAIL:
-            code = result.code
-        else:
-            bad = [r for r in result.rejected_recipients if r.code >= 500]
-            if result.outcome is not Outcome.ACCEPTED or not bad:
-                return
-            code = bad[0].code
-        already = ref.uid is not None and self.store.was_bounced(
-            self.remote, self.host, self._state_key, ref.uid
-        )
-        reason = policy.bounce_reason(
-            code, spam=result.spam, spambounce=self.ctx.run.spambounce, already_bounced=already
-        )
-        if reason is None:
-            return
-        self.ctx.bounce(
-            BounceRequest(
-                self.query,
-                prepared.message,
-                prepared.envelope,
-                result,
-                reason,
-                self.ctx.fetchmailhost,
-            ),
-            self.ctx,
-        )
-        if ref.uid is not None and not self.check:
-            self.store.record(
-                self.remote, self.host, self._state_key, ref.uid,
-                bounced=True, uidvalidity=self._uidvalidity,
-            )  # fmt: skip
+        self.deletions.add(emit)
 
     # -- recording and server actions ------------------------------------------
-
-    def _record_processed(self, ref: MessageRef, *, pending: bool) -> None:
-        """Rule 2: record the UID as delivered and make it durable before any server action."""
-        if ref.uid is None or self.check:
-            return  # nothing to record (no UIDL): a crash here may duplicate, as in fetchmail
-        # One durable journal append (POP3: seen in .fetchids + pending in the
-        # sidecar; IMAP: delivered + pending for the folder's UIDVALIDITY).
-        self.store.record(
-            self.remote, self.host, self._state_key, ref.uid,
-            seen=not self.imap, delivered=self.imap, pending=pending,
-            uidvalidity=self._uidvalidity,
-        )  # fmt: skip
 
     def _mark_seen(self, ref: MessageRef, *, record: bool) -> None:
         """§6.8 step 5 (``keep``).  IMAP records the UID as pending until the
@@ -485,104 +341,16 @@ class SessionRun:
         (PENDING + keep = mark seen), while a message a user later marks unread
         in another client is left alone."""
         if record:
-            self._record_processed(ref, pending=self.imap)
+            self.record.record_processed(ref, pending=self.imap)
         self.session.mark_seen(ref)
         if self.imap and ref.uid is not None:
-            self._update(drop_pending={ref.uid})  # saved at the end of the folder
-
-    def _delete(self, ref: MessageRef, emit: Callable[[bool], None]) -> None:
-        """Rule 3: the deletion mark, only after Rule 2.  *emit* logs the message
-        once the server's reply is known (see the module docstring)."""
-        self._lines.add(emit, key=ref)
-        self.session.delete(ref)
-        if self._deletion_replies is None:
-            self._settled(DeletionReply(ref))  # delete() returned: confirmed
-        else:
-            self._collect()
-
-    def _collect(self, *, wait: bool = False) -> None:
-        """Settle the deletion replies read so far (all outstanding with *wait*)."""
-        if self._deletion_replies is not None:
-            for reply in self._deletion_replies(wait=wait):
-                self._settled(reply)
-
-    def _settled(self, reply: DeletionReply) -> None:
-        """Rule 4 bookkeeping for a confirmed deletion; a refused one stays pending."""
-        ref = reply.ref
-        if reply.error is not None:
-            log.warning(
-                "message %s@%s:%d not deleted: %s; it stays pending for the next poll",
-                self.remote, self.truename, ref.number, reply.error,
-            )  # fmt: skip
-        else:
-            self.c.deleted += 1
-            if ref.uid is not None and self.imap:
-                self._unexpunged.append(ref.uid)
-            elif ref.uid is not None:
-                self.c.uncommitted.add(ref.uid)
-        self._lines.resolve(ref, reply.error is None)
-        if self.imap and self.expunge_every and len(self._unexpunged) >= self.expunge_every:
-            self._expunge()
-
-    def _give_up(self, exc: BaseException) -> None:
-        """The session failed: log what is queued (unconfirmed = not flushed)."""
-        if len(self._lines) and isinstance(exc, DeliveryError | LocalIOError):
-            # The connection is fine and the caller commits: learn the outcomes.
-            with contextlib.suppress(FetchmailError):
-                self._collect(wait=True)
-        self._lines.abandon()
-
-    def _expunge(self) -> None:
-        self.session.expunge()
-        gone, self._unexpunged = set(self._unexpunged), []
-        # Rule 4: expunged UIDs are never reused (RFC 3501 §2.3.1.1).  Saved at the
-        # end of the folder: stale records of vanished UIDs are harmless and pruned.
-        self._update(drop=gone)
+            self.record.update(drop_pending={ref.uid})  # saved at the end of the folder
 
     def _end_of_folder(self, listing: FolderListing) -> None:
-        self._collect(wait=True)  # every DELE reply, before QUIT / EXPUNGE / next folder
+        self.deletions.end_of_folder()  # every DELE reply, then IMAP's EXPUNGE
         if not self.imap:
             return
-        if self._unexpunged:
-            self._expunge()
         present = {r.uid for r in listing.messages if r.uid is not None}
         if listing.uidvalidity is not None and present:  # never prune on an empty listing
-            self._update(keep_only=present)
-            self._save()
-
-    def _update(
-        self,
-        *,
-        uidvalidity: int | None = None,
-        reset: bool = False,
-        add_delivered: set[str] | frozenset[str] = frozenset(),
-        add_pending: set[str] | frozenset[str] = frozenset(),
-        add_bounced: set[str] | frozenset[str] = frozenset(),
-        drop: set[str] | frozenset[str] = frozenset(),
-        drop_pending: set[str] | frozenset[str] = frozenset(),
-        keep_only: set[str] | None = None,
-    ) -> None:
-        self.store.update_folder(
-            self.remote, self.host, self._state_key,
-            uidvalidity=uidvalidity, reset=reset, add_delivered=add_delivered,
-            add_pending=add_pending, add_bounced=add_bounced, drop=drop,
-            drop_pending=drop_pending, keep_only=keep_only,
-        )  # fmt: skip
-
-    def _save(self) -> None:
-        if not self.check:
-            self.store.save()
-
-    def _origin(self, listing: FolderListing) -> MessageOrigin:
-        return MessageOrigin(
-            server_truename=self.truename,
-            # §5.1: with ``no dns`` fetchmail knows no server address (Received: omits it).
-            server_address=self.session.peer_address if self.query.server.dns else None,
-            protocol_name=self.session.protocol_name,
-            fetchmailhost=self.ctx.fetchmailhost,
-            pollname=self.query.server.pollname,
-            remote=self.remote,
-            folder=listing.folder if self.imap else None,
-            folder_explicit=bool(self.query.user.mailboxes),
-            invoking_user=getattr(self.ctx.identity, "user", None),
-        )
+            self.record.update(keep_only=present)
+            self.record.save()

@@ -38,11 +38,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import trustme
 
 from testbed.maildir import MailUser
+from testbed.serving import Lifecycle
 
 __all__ = ["Dovecot", "DovecotError", "MailUser", "fingerprint", "free_ports"]
 
@@ -188,7 +188,7 @@ service auth-worker {{
 """
 
 
-class Dovecot:
+class Dovecot(Lifecycle):
     """A private Dovecot instance; use ``start()``/``stop()`` or ``with Dovecot() as d:``.
 
     Attributes once started: ``host`` ("127.0.0.1"), ``pop3_port``,
@@ -216,18 +216,6 @@ class Dovecot:
         self.users: dict[str, MailUser] = {}
 
     # -- lifecycle -------------------------------------------------------------------
-
-    def __enter__(self) -> Dovecot:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def running(self) -> bool:

@@ -17,7 +17,8 @@ Invariants:
 - ``messages`` and ``octets`` count accepted messages and their stuffed size
   (terminator excluded); with *keep* the unstuffed bytes are kept in
   ``kept``.
-- Binds 127.0.0.1 only; runs its own event loop in a daemon thread.
+- Binds 127.0.0.1 only; runs its own event loop in a daemon thread
+  (:class:`testbed.serving.LoopServer`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from types import TracebackType
+
+from testbed.serving import Lifecycle, LoopServer
 
 __all__ = ["FastSmtpSink"]
 
@@ -138,7 +140,7 @@ def _unstuff(data: bytes) -> bytes:
     return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
 
 
-class FastSmtpSink:
+class FastSmtpSink(Lifecycle):
     """A counting SMTP (or LMTP with *lmtp*) sink on 127.0.0.1; ``host``/``port`` once started.
 
     ``messages`` and ``octets`` are totals over the sink's life; *keep* stores
@@ -155,53 +157,15 @@ class FastSmtpSink:
         self._messages = 0
         self._bytes = 0
         self._kept: list[bytes] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> FastSmtpSink:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._serving = LoopServer("fastsink")
 
     def start(self) -> None:
         """Start the event loop thread and listen on a free port."""
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="fastsink", daemon=True)
-        self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(
-            loop.create_server(lambda: _Connection(self), self.host, 0), loop
-        )
-        self._server = future.result(timeout=10)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = self._serving.start(lambda: _Connection(self))
 
     def stop(self) -> None:
         """Close the server and stop the thread (idempotent)."""
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        server = self._server
-
-        async def _close() -> None:
-            if server is not None:
-                server.close()
-                await asyncio.wait_for(server.wait_closed(), 5)
-
-        try:
-            asyncio.run_coroutine_threadsafe(_close(), loop).result(timeout=10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(timeout=10)
-            loop.close()
+        self._serving.stop()
 
     @property
     def messages(self) -> int:

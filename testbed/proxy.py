@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
-from types import TracebackType
+
+from testbed.serving import Lifecycle, LoopServer
 
 __all__ = ["DelayProxy"]
 
@@ -101,7 +101,7 @@ class _Side(asyncio.Protocol):
             self._deliver(item)
 
 
-class DelayProxy:
+class DelayProxy(Lifecycle):
     """Forward 127.0.0.1:``port`` to *target_host*:*target_port* with *delay* s each way.
 
     ``with DelayProxy(host, port, delay=0.025) as proxy:`` then connect to
@@ -125,38 +125,18 @@ class DelayProxy:
         self.delay = delay
         self.lifetime = lifetime
         self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = LoopServer("delayproxy")
         self._transports: set[asyncio.BaseTransport] = set()
-
-    def __enter__(self) -> DelayProxy:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Listen on a free loopback port in a background event loop."""
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="delayproxy", daemon=True)
-        self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(
-            loop.create_server(self._accept, self.host, 0), loop
-        )
-        self._server = future.result(timeout=10)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = self._serving.start(self._accept)
+        loop = self._serving.loop
+        assert loop is not None
         loop.call_soon_threadsafe(loop.call_later, self.lifetime, self._shutdown)
 
     def _accept(self) -> _Side:
-        loop = self._loop
+        loop = self._serving.loop
         assert loop is not None
         client = _Side(self, loop)
         upstream = _Side(self, loop)
@@ -175,27 +155,12 @@ class DelayProxy:
         return client
 
     def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._serving.server is not None:
+            self._serving.server.close()
         for transport in list(self._transports):
             transport.close()
 
     def stop(self) -> None:
         """Close every connection and stop the loop thread (idempotent)."""
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-
-        async def _close() -> None:
-            self._shutdown()
-            if self._server is not None:
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            await asyncio.sleep(0.01)  # let connection_lost callbacks run
-
-        try:
-            asyncio.run_coroutine_threadsafe(_close(), loop).result(timeout=10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        loop.close()
+        # settle: let connection_lost callbacks run before the loop stops.
+        self._serving.stop(before_wait=self._shutdown, settle=0.01)

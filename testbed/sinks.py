@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -35,6 +34,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from testbed.dovecot import free_ports
 from testbed.fastsink import FastSmtpSink
+from testbed.serving import Lifecycle
 
 __all__ = ["FastSmtpSink", "Policy", "Received", "SmtpSink", "Transaction"]
 
@@ -111,7 +111,7 @@ class _LmtpController(Controller):
         return LMTP(self.handler, **self.SMTP_kwargs)
 
 
-class SmtpSink:
+class SmtpSink(Lifecycle):
     """An SMTP (or, with *lmtp*, LMTP) server on 127.0.0.1 that records mail.
 
     Use ``start()``/``stop()`` or ``with SmtpSink() as sink:``; then send to
@@ -144,18 +144,6 @@ class SmtpSink:
         self._controller: Controller | None = None
 
     # -- lifecycle -------------------------------------------------------------------
-
-    def __enter__(self) -> SmtpSink:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start the server thread on a free port (retrying if the port is taken)."""

@@ -192,6 +192,10 @@ class ImapSession:
             self.expunge()
         user = self.query.user
         tolerate_readonly = user.fetchall and user.keep
+        # fetchmail sends rc folder names as written (spec §5.3 step 7), so an
+        # ASCII name is already the wire form (e.g. modified UTF-7 "Entw&APw-rfe");
+        # only a non-ASCII name needs RFC 3501 §5.1.3 encoding by imapclient.
+        self._client.folder_encode = not name.isascii()
         with guard(self.host, self.timeout):
             try:
                 info = self._client.select_folder(name, readonly=self.check_only)

@@ -154,11 +154,6 @@ def test_fetchmail_sends_folder_names_as_written(
     assert _bodies(smtp_sink)[-1:] == [_served(drafts[0])]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rc folder name in modified UTF-7 (fetchmail's form) is re-encoded: "
-    '"Entw&APw-rfe" selects "Entw&-APw-rfe"',
-)
 def test_folder_wire_name_as_fetchmail_users_write_it(
     e2e: E2E, dovecot: Any, mailuser: Any, smtp_sink: Any
 ) -> None:
