@@ -26,9 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.samples import SAMPLES
+
 pytestmark = [pytest.mark.oracle, pytest.mark.timeout(120)]
 
-SAMPLES = Path("/work/shared/reference/samples")
 FETCHMAIL = shutil.which("fetchmail") or "/usr/bin/fetchmail"
 
 

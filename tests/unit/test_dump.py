@@ -1,8 +1,8 @@
 """Golden tests of ``--configdump`` and ``-V`` text against fetchmail 6.4.37's own output.
 
 The configurations are built by hand here (they mirror the sample rc files in
-/work/shared/reference/samples/) so the dumpers are tested independently of
-the rc parser; tests/integration/test_cli_oracle.py covers parser + dumper.
+tests/data/samples/, copied from shared/reference/samples/) so the dumpers are
+tested independently of the rc parser; tests/integration/test_cli_oracle.py covers parser + dumper.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pyfetchmail.config.model import (
     Server,
     User,
 )
+from tests.samples import SAMPLES
 
-SAMPLES = Path("/work/shared/reference/samples")
 ENV = {"SSL_CERT_FILE": "/usr/lib/ssl/cert.pem", "SSL_CERT_DIR": "/usr/lib/ssl/certs"}
 
 

@@ -18,8 +18,7 @@ import pytest
 
 from pyfetchmail import cli
 from pyfetchmail.config import dump, versiondump
-
-SAMPLES = Path("/work/shared/reference/samples")
+from tests.samples import SAMPLES
 
 
 def _load(tmp_path: Path, sample: str, name: str, *argv: str) -> Any:

@@ -15,16 +15,11 @@ import pytest
 from pyfetchmail.config.overrides import CommandLineOptions
 from tests.data.rc.dumpdict import model_dict, parse_configdump
 from tests.data.rc.rchelp import load_result
-
-SAMPLES = Path("/work/shared/reference/samples")
-LOCAL = Path(__file__).resolve().parents[1] / "data" / "rc"
+from tests.samples import SAMPLES
 
 
 def sample(name: str) -> Path:
-    for base in (LOCAL, SAMPLES):
-        if (base / name).exists():
-            return base / name
-    pytest.skip(f"golden sample {name} not available")
+    return SAMPLES / name
 
 
 @pytest.mark.parametrize("name", ["rc-full", "rc-small"])
