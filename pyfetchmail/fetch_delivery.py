@@ -27,7 +27,7 @@ from pyfetchmail.fetch_state import FolderRecord
 from pyfetchmail.fetch_types import BounceRequest, DeliverySink, MessageOrigin, PreparedLike
 from pyfetchmail.message import SpooledMessage
 from pyfetchmail.policy import Fate
-from pyfetchmail.protocols.base import FolderListing, MailSession, MessageRef
+from pyfetchmail.protocols.base import MessageRef
 
 if TYPE_CHECKING:
     from pyfetchmail.config.model import Query
@@ -42,29 +42,17 @@ class MessageDelivery:
     """Prepare and deliver the messages of one session, bouncing refusals."""
 
     def __init__(
-        self,
-        session: MailSession,
-        query: Query,
-        ctx: PollContext,
-        *,
-        truename: str,
-        sink: DeliverySink,
-        record: FolderRecord,
+        self, query: Query, ctx: PollContext, sink: DeliverySink, record: FolderRecord
     ) -> None:
-        self.session, self.query, self.ctx = session, query, ctx
-        self.truename, self.sink, self.record = truename, sink, record
-        self.remote = query.user.remote
-        self.imap = session.protocol_name.upper() == "IMAP"
+        self.query, self.ctx, self.sink, self.record = query, ctx, sink, record
         self._previous_digest: bytes | None = None  # multidrop duplicate check
 
     def deliver(
-        self, ref: MessageRef, msg: SpooledMessage, listing: FolderListing
+        self, ref: MessageRef, msg: SpooledMessage, origin: MessageOrigin
     ) -> tuple[Fate, DeliveryResult | None]:
-        """The fate of *msg* (message *ref* of *listing*) and the sink's result, if any."""
+        """The fate of *msg* (message *ref*, from *origin*) and the sink's result, if any."""
         result: DeliveryResult | None = None
-        prepared = self.ctx.prepare(
-            msg, self.query, self.ctx, self._origin(listing), self._previous_digest
-        )
+        prepared = self.ctx.prepare(msg, self.query, self.ctx, origin, self._previous_digest)
         self._previous_digest = getattr(prepared, "header_digest", None) or None
         retained = bool(getattr(prepared, "retained", False))
         if ref.number == 1 and (retained or b"X-IMAP:" in msg.header_bytes()):
@@ -77,11 +65,11 @@ class MessageDelivery:
             if prepared.refused is not None:
                 log.warning(
                     "message %s@%s:%d refused: %s",
-                    self.remote, self.truename, ref.number, prepared.refused,
+                    origin.remote, origin.server_truename, ref.number, prepared.refused,
                 )  # fmt: skip
                 return Fate.REFUSED, None
             result = self.sink.get().deliver(prepared.message, prepared.envelope)
-            fate = {
+            fate = {  # Rule 1: only ACCEPTED is a positive acknowledgement
                 Outcome.ACCEPTED: Fate.DELIVERED,
                 Outcome.TEMPFAIL: Fate.TRANSIENT,
                 Outcome.PERMFAIL: Fate.REFUSED,
@@ -121,17 +109,3 @@ class MessageDelivery:
         )
         if ref.uid is not None:
             self.record.record_bounced(ref.uid)
-
-    def _origin(self, listing: FolderListing) -> MessageOrigin:
-        return MessageOrigin(
-            server_truename=self.truename,
-            # §5.1: with ``no dns`` fetchmail knows no server address (Received: omits it).
-            server_address=self.session.peer_address if self.query.server.dns else None,
-            protocol_name=self.session.protocol_name,
-            fetchmailhost=self.ctx.fetchmailhost,
-            pollname=self.query.server.pollname,
-            remote=self.remote,
-            folder=listing.folder if self.imap else None,
-            folder_explicit=bool(self.query.user.mailboxes),
-            invoking_user=getattr(self.ctx.identity, "user", None),
-        )

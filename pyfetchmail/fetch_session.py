@@ -29,7 +29,13 @@ from pyfetchmail.errors import ServerError
 from pyfetchmail.fetch_deletions import DeletionQueue
 from pyfetchmail.fetch_delivery import MessageDelivery
 from pyfetchmail.fetch_state import FolderRecord
-from pyfetchmail.fetch_types import Counters, DeliverySink, OversizedMessage, PollStats
+from pyfetchmail.fetch_types import (
+    Counters,
+    DeliverySink,
+    MessageOrigin,
+    OversizedMessage,
+    PollStats,
+)
 from pyfetchmail.message import SpooledMessage
 from pyfetchmail.policy import Action, Fate, Selection
 from pyfetchmail.protocols.base import FolderListing, MailSession, MessageRef
@@ -92,9 +98,7 @@ class SessionRun:
             remote=self.remote, truename=truename,
             expunged=lambda gone: self.record.update(drop=gone),
         )  # fmt: skip
-        self.delivery = MessageDelivery(
-            session, query, ctx, truename=truename, sink=sink, record=self.record
-        )
+        self.delivery = MessageDelivery(query, ctx, sink, self.record)
         self._count = 0  # messages in the folder being processed (for the meter)
         self._progress = progress.attach(
             session, verbose=ctx.options.verbose >= 1, silent=ctx.options.silent,
@@ -292,7 +296,7 @@ class SessionRun:
     def _handle(self, ref: MessageRef, msg: SpooledMessage, listing: FolderListing) -> None:
         self.deletions.collect()  # DELE replies read while this message was retrieved
         self.c.fetched += 1
-        fate, result = self.delivery.deliver(ref, msg, listing)
+        fate, result = self.delivery.deliver(ref, msg, self._origin(listing))
         if fate is Fate.RETAINED:
             self.c.fetched -= 1  # not a message (§5.2 step 12)
         if fate is Fate.DELIVERED:
@@ -354,3 +358,17 @@ class SessionRun:
         if listing.uidvalidity is not None and present:  # never prune on an empty listing
             self.record.update(keep_only=present)
             self.record.save()
+
+    def _origin(self, listing: FolderListing) -> MessageOrigin:
+        return MessageOrigin(
+            server_truename=self.truename,
+            # §5.1: with ``no dns`` fetchmail knows no server address (Received: omits it).
+            server_address=self.session.peer_address if self.query.server.dns else None,
+            protocol_name=self.session.protocol_name,
+            fetchmailhost=self.ctx.fetchmailhost,
+            pollname=self.query.server.pollname,
+            remote=self.remote,
+            folder=listing.folder if self.imap else None,
+            folder_explicit=bool(self.query.user.mailboxes),
+            invoking_user=getattr(self.ctx.identity, "user", None),
+        )

@@ -10,6 +10,8 @@ the repository root (``pythonpath = .`` in setup.cfg).
 - :mod:`testbed.postfix`: helpers for the system Postfix on 127.0.0.1:25.
 - :mod:`testbed.mailgen`: deterministic realistic test messages.
 - :mod:`testbed.proxy`: a loopback TCP proxy that adds latency.
+- :mod:`testbed.serving`: the start/stop lifecycle and background event loop
+  the servers above share.
 
 Every server binds 127.0.0.1 only.
 """

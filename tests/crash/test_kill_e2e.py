@@ -8,6 +8,10 @@ state files until the mailbox is empty.  Checked after every kill: the idfile
 reads by fetchmail's rules and the sidecar is valid JSON.  Checked at the end:
 every message arrived at least once, and there are no more duplicates than
 kills (only the message in flight at a kill may arrive twice).
+
+Shared with ``test_imap_kill.py`` (import them from here rather than copy):
+``_message``, ``_write_rc``, ``_check_state`` and ``_Killer`` (subclass it
+to remember the message in flight or add timed kills).
 """
 
 from __future__ import annotations

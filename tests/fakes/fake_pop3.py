@@ -29,13 +29,15 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 
+from tests.fakes.loopback import LoopbackServer
+
 __all__ = ["FakePop3Server"]
 
 TIMESTAMP = "<1896.697170952@pop.test>"
 
 
 @dataclass
-class FakePop3Server:
+class FakePop3Server(LoopbackServer):
     """Serve *mailbox* (raw messages, CRLF) for *users* (name -> password)."""
 
     mailbox: list[bytes] = field(default_factory=list)
@@ -62,41 +64,15 @@ class FakePop3Server:
     def __post_init__(self) -> None:
         if self.uids is None:
             self.uids = [f"uid-{n:04d}" for n in range(1, len(self.mailbox) + 1)]
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port: int = self._listener.getsockname()[1]
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self._thread.start()
+        self.serve()
 
-    def close(self) -> None:
-        """Stop accepting and wait for the server thread."""
-        self._stop.set()
-        self._thread.join(10)
-        self._listener.close()
-
-    def __enter__(self) -> FakePop3Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.settimeout(10)
-            self.sessions += 1
-            session = _Session(self, conn)
-            with contextlib.suppress(OSError, ssl.SSLError, _Hangup):
-                session.run()
-            session.sock.close()
-            conn.close()
+    def handle_connection(self, conn: socket.socket) -> None:
+        self.sessions += 1
+        session = _Session(self, conn)
+        with contextlib.suppress(OSError, ssl.SSLError, _Hangup):
+            session.run()
+        session.sock.close()  # the TLS socket after STLS; LoopbackServer closes conn
 
 
 class _Hangup(Exception):

@@ -23,13 +23,14 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = [
     "E2E",
@@ -246,7 +247,7 @@ def pop3_rc(
     )
 
 
-class DroppingSmtpServer:
+class DroppingSmtpServer(LoopbackServer):
     """A scripted SMTP listener on 127.0.0.1 that hangs up in the middle of DATA.
 
     It answers the dialogue normally up to ``354``, reads at most *drop_after*
@@ -259,35 +260,11 @@ class DroppingSmtpServer:
         self.drop_after = drop_after
         self.commands: list[str] = []
         self.data_started = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port: int = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self.serve()
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._listener.close()
-
-    def __enter__(self) -> DroppingSmtpServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError):
-                conn.settimeout(10)
-                self._session(conn)
+    def handle_connection(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            self._session(conn)
 
     def _session(self, conn: socket.socket) -> None:
         conn.sendall(b"220 drop.test ESMTP\r\n")

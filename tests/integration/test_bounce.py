@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from pyfetchmail.config.model import NameMapping, Query, RunControl, Server, User
+from pyfetchmail.config.model import Query, RunControl, Server, User
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome, RecipientResult
 from pyfetchmail.delivery.bounce import (
     REASON_GENERAL,
@@ -21,48 +20,36 @@ from pyfetchmail.delivery.bounce import (
     send_bounce,
     send_dsn,
 )
-from pyfetchmail.delivery.prepare import TraceInfo, prepare_message
+from pyfetchmail.delivery.prepare import prepare_message
 from pyfetchmail.message import SpooledMessage
 from testbed.dovecot import free_ports
 from testbed.postfix import PostfixInfo
 from testbed.sinks import SmtpSink
+from tests.builders import SAMPLE_MESSAGE, sample_query, sample_trace
+from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.timeout(60)
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "samples"
 WHEN = datetime(2026, 11, 21, 7, 33, 28, tzinfo=UTC)
 BOUNDARY = "foo-mani-padme-hum-30896-30894-1795246408"
-ORIGINAL = (
-    b"Return-Path: <sender@remote.example>\r\n"
-    b"Received: from mx by pop.test for <joe@pop.test>; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
-    b"From: Sender <sender@remote.example>\r\n"
-    b"To: joe\r\n"
-    b"Subject: first\r\n"
-    b"Message-ID: <m1@remote.example>\r\n"
-    b"Status: RO\r\n"
-    b"X-Mozilla-Status: 0001\r\n"
-    b"Delivered-To: joe@pop.test\r\n"
-    b"\r\n"
-    b"Hello one\r\n"
-)
+ORIGINAL = SAMPLE_MESSAGE
 NOSOFT = RunControl(postmaster="alice", softbounce=False)
 
 
 def _sample_dsn() -> bytes:
     sample = SAMPLES / "bounce-message-smtp-view.txt"
-    if not sample.exists():
-        pytest.skip("shared/reference not beside the checkout")
     lines = [ln[3:] for ln in sample.read_text().splitlines() if ln.startswith("D: ")]
     assert lines[-1] == "."
     return "".join(ln + "\r\n" for ln in lines[:-1]).encode()
 
 
-QUERY = Query(Server("127.0.0.1"), User("joe", localnames=(NameMapping("alice", "alice"),)))
+QUERY = sample_query()
 
 
 def _prepared() -> SpooledMessage:
-    info = TraceInfo("127.0.0.1", "127.0.0.1", "POP3", "vm", "127.0.0.1", "joe", None, False)
-    return prepare_message(SpooledMessage.from_bytes(ORIGINAL), QUERY, NOSOFT, info).message
+    return prepare_message(
+        SpooledMessage.from_bytes(ORIGINAL), QUERY, NOSOFT, sample_trace()
+    ).message
 
 
 def test_dsn_byte_exact_against_fetchmail_sample() -> None:

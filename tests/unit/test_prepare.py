@@ -8,38 +8,25 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pyfetchmail.config.model import BadHeader, NameMapping, Query, RunControl, Server, User
+from pyfetchmail.config.model import BadHeader, NameMapping, Query, RunControl
 from pyfetchmail.delivery.headers import PRODUCT, split_fields
 from pyfetchmail.delivery.prepare import (
     BAD_HEADER_REASON,
     NO_POSTMASTER_REASON,
     PreparedMessage,
-    TraceInfo,
     destination_domain,
     envelope_sender,
     prepare_message,
 )
 from pyfetchmail.message import SpooledMessage
+from tests.builders import SAMPLE_MESSAGE, sample_query, sample_trace
 
 WHEN = datetime(2026, 11, 21, 7, 33, 27, tzinfo=UTC)
-INFO = TraceInfo("127.0.0.1", "127.0.0.1", "POP3", "vm", "127.0.0.1", "joe", None, False, WHEN)
+INFO = sample_trace(WHEN)
 RUN = RunControl(postmaster="alice")
 
 # Message 1 of samples/pop3-server-view.txt, as the POP3 layer hands it over.
-MSG1 = (
-    b"Return-Path: <sender@remote.example>\r\n"
-    b"Received: from mx by pop.test for <joe@pop.test>; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
-    b"From: Sender <sender@remote.example>\r\n"
-    b"To: joe\r\n"
-    b"Subject: first\r\n"
-    b"Message-ID: <m1@remote.example>\r\n"
-    b"Status: RO\r\n"
-    b"X-Mozilla-Status: 0001\r\n"
-    b"Delivered-To: joe@pop.test\r\n"
-    b"\r\n"
-    b"Hello one\r\n"
-    b".dot line\r\n"
-)
+MSG1 = SAMPLE_MESSAGE + b".dot line\r\n"
 # What fetchmail 6.4.37 sent in DATA (samples/smtp-listener-view.txt), unstuffed.
 MSG1_DELIVERED = (
     b"Received: from 127.0.0.1 [127.0.0.1]\r\n"
@@ -47,13 +34,7 @@ MSG1_DELIVERED = (
     b"\tfor <alice@localhost> (single-drop); Sat, 21 Nov 2026 07:33:27 +0000 (UTC)\r\n"
     + MSG1.split(b"\r\n", 1)[1].replace(b"To: joe\r\n", b"To: joe@127.0.0.1\r\n")
 )
-
-
-def _query(**user_kw: object) -> Query:
-    server_kw = user_kw.pop("server", {})
-    assert isinstance(server_kw, dict)
-    user_kw.setdefault("localnames", (NameMapping("alice", "alice"),))
-    return Query(Server("127.0.0.1", **server_kw), User("joe", **user_kw))  # type: ignore[arg-type]
+_query = sample_query
 
 
 def _prep(
