@@ -165,9 +165,10 @@ class SessionRun:
     # -- one folder -----------------------------------------------------------
 
     def _folder_pass(self, folder: str | None, *, repoll: bool = False) -> None:
-        # fetchmail EXPUNGEs right after SELECT (§5.3 step 8); the IMAP source
-        # instead lists only UNDELETED messages, so leftovers of a run killed
-        # before its EXPUNGE are never fetched and their records are pruned.
+        # The IMAP source EXPUNGEs right after SELECT unless ``keep``, as fetchmail
+        # does (§5.3 step 8), and lists only UNDELETED messages either way, so
+        # leftovers of a run killed before its EXPUNGE are never fetched and
+        # their records are pruned.
         listing = self.session.select(folder)
         self.record.select(folder, listing.uidvalidity)
         plan = self.record.decide(
