@@ -161,6 +161,9 @@ class UidStore:
         self._ids_dirty = False
         self._side_dirty = False
         self._journal_exists = False
+        # The journal ends in a line torn by a crash: the next append starts a
+        # new line first, or its record would be glued to the fragment and lost.
+        self._journal_torn = False
 
     @property
     def sidecar_path(self) -> str | None:
@@ -194,6 +197,7 @@ class UidStore:
         """Apply journal records written after the last full save (see :meth:`record`)."""
         for line in text.splitlines(keepends=True):
             if not line.endswith("\n"):
+                self._journal_torn = True
                 break  # torn by a crash mid-append: that record was never durable
             try:
                 rec = json.loads(line)
@@ -397,6 +401,8 @@ class UidStore:
             rec: dict[str, object] = {"r": remote, "h": host, "f": folder, "u": uid}
             rec.update({"s": seen, "d": delivered, "p": pending, "b": bounced, "v": uidvalidity})
             data = (json.dumps(rec) + "\n").encode("utf-8", "surrogateescape")
+            if self._journal_torn:
+                data = b"\n" + data  # close the torn fragment; replay skips it
             journal = self.path + JOURNAL_SUFFIX
             try:
                 if self._fs.append(journal, data):
@@ -406,6 +412,7 @@ class UidStore:
                     f"cannot write UID state file {journal}: {exc.strerror or exc}"
                 ) from exc
             self._journal_exists = True
+            self._journal_torn = False
 
     def _apply(
         self,
@@ -451,7 +458,7 @@ class UidStore:
             if self._journal_exists:
                 # Both files now hold everything the journal said.
                 self._write(self.path + JOURNAL_SUFFIX, None)
-                self._journal_exists = False
+                self._journal_exists = self._journal_torn = False
 
     def _write(self, path: str, data: bytes | None) -> None:
         write_atomic(self._fs, path, data)

@@ -249,6 +249,19 @@ def test_torn_last_journal_line_is_ignored(tmp_path: Path) -> None:
     assert UidStore.load(str(path)).seen("joe", "h") == {"u1"}
 
 
+def test_record_after_a_torn_line_survives_another_crash(tmp_path: Path) -> None:
+    path = tmp_path / "ids"
+    store = UidStore.load(str(path))
+    store.record("joe", "h", None, "u1", seen=True)
+    store.record("joe", "h", None, "u2", seen=True)
+    journal = Path(str(path) + JOURNAL_SUFFIX)
+    journal.write_bytes(journal.read_bytes()[:-10])  # first crash: u2's append torn
+    resumed = UidStore.load(str(path))
+    resumed.record("joe", "h", None, "u3", seen=True)  # delivered after the restart
+    # Second crash before any full save: u3's record must not be glued to the fragment.
+    assert UidStore.load(str(path)).seen("joe", "h") == {"u1", "u3"}
+
+
 def test_failed_journal_append_is_an_io_error(tmp_path: Path) -> None:
     class NoSpace(FileSystem):
         def append(self, path: str, data: bytes) -> bool:
