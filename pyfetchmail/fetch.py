@@ -55,7 +55,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from pyfetchmail import __version__
@@ -119,6 +119,11 @@ def _default_delivery(query: Query, ctx: PollContext, truename: str) -> Delivery
     return delivery
 
 
+def _origin_fields(origin: MessageOrigin) -> dict[str, Any]:
+    """The origin's fields by name (a shallow copy; ``asdict`` deep-copies per message)."""
+    return {f.name: getattr(origin, f.name) for f in fields(origin)}
+
+
 def _default_prepare(
     msg: SpooledMessage,
     query: Query,
@@ -128,7 +133,11 @@ def _default_prepare(
 ) -> PreparedLike:
     mod: Any = importlib.import_module("pyfetchmail.delivery.prepare")
     prepared: PreparedLike = mod.prepare_message(
-        msg, query, ctx.run, mod.TraceInfo(**asdict(origin)), previous_digest=previous_digest
+        msg,
+        query,
+        ctx.run,
+        mod.TraceInfo(**_origin_fields(origin)),
+        previous_digest=previous_digest,
     )
     return prepared
 

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
-import selectors
+import select
 import signal
 import subprocess
 import time
@@ -139,10 +140,10 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
         except subprocess.TimeoutExpired:
             return None
     try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(pidfd, selectors.EVENT_READ)
-            if not selector.select(timeout):
-                return None
+        waiter = select.poll()  # one syscall; no epoll set to create and close
+        waiter.register(pidfd, select.POLLIN)
+        if not waiter.poll(max(0, math.ceil(timeout * 1000))):
+            return None
     finally:
         os.close(pidfd)
     return proc.wait()
@@ -222,19 +223,23 @@ class MdaDelivery:
             chunks = strip_cr(chunks)
         fd = proc.stdin.fileno()
         os.set_blocking(fd, False)
+        waiter: select.poll | None = None  # built only if the pipe ever fills
         try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(fd, selectors.EVENT_WRITE)
-                for chunk in chunks:
-                    view = memoryview(chunk)
-                    while view:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0 or not selector.select(remaining):
-                            return None, True
-                        try:
-                            view = view[os.write(fd, view) :]
-                        except BlockingIOError:
-                            continue
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    try:
+                        view = view[os.write(fd, view) :]
+                        continue
+                    except BlockingIOError:
+                        pass
+                    # Pipe full: wait until the MDA reads, within the deadline.
+                    if waiter is None:
+                        waiter = select.poll()
+                        waiter.register(fd, select.POLLOUT)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not waiter.poll(math.ceil(remaining * 1000)):
+                        return None, True
         except OSError as exc:  # BrokenPipeError: the MDA closed its input early
             return str(exc) or type(exc).__name__, False
         finally:
