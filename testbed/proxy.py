@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 
 from testbed.serving import Lifecycle, LoopServer
 
@@ -91,7 +92,9 @@ class _Side(asyncio.Protocol):
                 transport.write(item)
         elif item is _EOF:
             if transport.can_write_eof() and not transport.is_closing():
-                transport.write_eof()
+                # The far side may already have gone (ENOTCONN): nothing to half-close.
+                with contextlib.suppress(OSError):
+                    transport.write_eof()
         else:
             transport.close()
 
