@@ -32,7 +32,6 @@ import os
 import re
 import select
 import signal
-import subprocess
 import time
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -115,38 +114,94 @@ def strip_cr(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield held
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the MDA's process group (its group leader is *proc*)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        proc.kill()
+class _MdaProcess:
+    """One MDA run: ``/bin/sh -c COMMAND`` in its own process group, stdin a pipe.
 
-
-def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
-    """Wait up to *timeout* seconds for *proc*; its exit status, or None on timeout.
-
-    ``Popen.wait(timeout=...)`` polls with sleeps (up to 50 ms each), which
-    cost about 3 ms per message; a Linux pidfd becomes readable the moment
-    the process exits, so select() on it wakes at once.
+    Started with ``posix_spawn`` (about 0.3 ms less per message than
+    ``subprocess.Popen``).  Every descriptor Python opens is close-on-exec
+    (PEP 446), so the child gets the pipe's read end as stdin and nothing else
+    of ours; the write end stays here.  Its own process group lets a timeout
+    kill the whole MDA pipeline, not just the shell.
     """
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # not Linux, or an old kernel
+
+    def __init__(self, command: str) -> None:
+        read_end, self.stdin = os.pipe()
         try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-    try:
-        waiter = select.poll()  # one syscall; no epoll set to create and close
-        waiter.register(pidfd, select.POLLIN)
-        if not waiter.poll(max(0, math.ceil(timeout * 1000))):
-            return None
-    finally:
-        os.close(pidfd)
-    return proc.wait()
+            self.pid = os.posix_spawn(
+                "/bin/sh",
+                ["/bin/sh", "-c", command],
+                os.environ,
+                file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],
+                setpgroup=0,
+            )
+        except BaseException:
+            os.close(self.stdin)
+            raise
+        finally:
+            os.close(read_end)
+        self._stdin_open = True
+        self.status: int | None = None
+
+    def close_stdin(self) -> None:
+        if self._stdin_open:
+            self._stdin_open = False
+            with contextlib.suppress(OSError):
+                os.close(self.stdin)
+
+    def poll(self) -> int | None:
+        """The exit status if the process has ended (reaping it), else None."""
+        if self.status is None:
+            pid, raw = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(raw)
+        return self.status
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait up to *timeout* seconds (None: for ever); exit status, or None on timeout.
+
+        A Linux pidfd becomes readable the moment the process exits, so poll()
+        on it wakes at once (``Popen.wait(timeout=...)`` sleeps in steps of up
+        to 50 ms instead).
+        """
+        if self.status is not None:
+            return self.status
+        if timeout is not None:
+            try:
+                pidfd = os.pidfd_open(self.pid)
+            except (AttributeError, OSError):  # not Linux, or an old kernel
+                return self._wait_polling(timeout)
+            try:
+                waiter = select.poll()
+                waiter.register(pidfd, select.POLLIN)
+                if not waiter.poll(max(0, math.ceil(timeout * 1000))):
+                    return None
+            finally:
+                os.close(pidfd)
+        return self.reap()
+
+    def reap(self) -> int:
+        """Wait for the process to end and return its exit status (negative: signal)."""
+        if self.status is None:
+            self.status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.status
+
+    def _wait_polling(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
+        return self.status
+
+    def kill_group(self) -> None:
+        """SIGKILL the MDA's process group (it is the group leader)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
 
 class MdaDelivery:
@@ -173,16 +228,11 @@ class MdaDelivery:
         command = expand_mda(self.command, recipients, envelope.sender)
         log.debug("about to deliver with: %s", command)
         try:
-            # Own process group: on timeout the whole MDA pipeline is killed, not
-            # just sh.  process_group (setpgid) rather than start_new_session
-            # (setsid) keeps CPython's vfork fast path: ~2 ms less per message.
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", command], stdin=subprocess.PIPE, process_group=0
-            )
+            proc = _MdaProcess(command)
         except OSError as exc:
             return DeliveryResult(Outcome.TEMPFAIL, 0, f"cannot run MDA: {exc}", where="MDA")
         # One deadline for the whole run, enforced without a helper thread:
-        # non-blocking writes under select(), then wait(timeout).  On expiry the
+        # non-blocking writes under poll(), then a pidfd wait.  On expiry the
         # whole process group is killed (a stuck MDA never blocks the poll).
         deadline = time.monotonic() + self.timeout
         write_error: str | None = None
@@ -191,15 +241,16 @@ class MdaDelivery:
         try:
             write_error, timed_out = self._feed(proc, message, deadline)
             if not timed_out:
-                exited = _wait(proc, max(0.0, deadline - time.monotonic()))
+                exited = proc.wait(max(0.0, deadline - time.monotonic()))
                 if exited is None:
                     timed_out = True
                 else:
                     status = exited
         finally:
+            proc.close_stdin()
             if timed_out or proc.poll() is None:
-                _kill_group(proc)
-                status = proc.wait()
+                proc.kill_group()
+                status = proc.reap()
         if timed_out:
             text = f"timeout after {self.timeout:g} seconds waiting for MDA."
         elif status < 0:
@@ -214,14 +265,13 @@ class MdaDelivery:
         return DeliveryResult(Outcome.TEMPFAIL, 0, text, where="MDA")
 
     def _feed(
-        self, proc: subprocess.Popen[bytes], message: SpooledMessage, deadline: float
+        self, proc: _MdaProcess, message: SpooledMessage, deadline: float
     ) -> tuple[str | None, bool]:
         """Write *message* to the MDA's stdin; return (write error, timed out)."""
-        assert proc.stdin is not None
         chunks: Iterable[bytes] = message.iter_chunks(_WRITE_CHUNK)
         if self.query.user.effective_stripcr:
             chunks = strip_cr(chunks)
-        fd = proc.stdin.fileno()
+        fd = proc.stdin
         os.set_blocking(fd, False)
         waiter: select.poll | None = None  # built only if the pipe ever fills
         try:
@@ -243,6 +293,5 @@ class MdaDelivery:
         except OSError as exc:  # BrokenPipeError: the MDA closed its input early
             return str(exc) or type(exc).__name__, False
         finally:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
+            proc.close_stdin()
         return None, False
