@@ -3,7 +3,8 @@
 # and demo. Run as root from anywhere; idempotent and non-interactive.
 #
 #  1. apt: fetchmail (the reference), Dovecot POP3/IMAP/LMTP, procmail,
-#     Postfix, openssl, GNU time for bench/ (only when something is missing).
+#     Postfix, openssl, GNU time for bench/, man-db and groff for the man-page
+#     test (only when something is missing).
 #  2. Make sure no system-wide Dovecot runs (tests start private ones).
 #  3. Postfix: loopback-only local delivery into ~/Maildir/, started.
 #  4. Unix user "pfmtest" for tests that deliver through Postfix.
@@ -22,7 +23,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(fetchmail dovecot-imapd dovecot-pop3d dovecot-lmtpd procmail postfix openssl
-          ca-certificates time)
+          ca-certificates time man-db groff-base)
 
 # --- 1. packages ----------------------------------------------------------------
 missing=()
