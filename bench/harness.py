@@ -99,25 +99,41 @@ def program_command(program: str, rc: Path, state: Path) -> list[str] | None:
     raise ValueError(f"unknown program {program!r}")
 
 
-def write_rc(
-    path: Path, *, user: MailUser, port: int, case: Case, ca_file: Path, sink_port: int
-) -> None:
-    """Write the rc file (mode 0600) both programs read."""
-    ssl = " ssl" if case.protocol == "pop3s" else ""
+def rc_text(
+    *, proto: str, port: int, user: MailUser, case: Case, sink_port: int, options: str
+) -> str:
+    """The rc file both programs read: one entry, delivering to the sink or the MDA."""
     if case.delivery == "smtp":
         deliver = f"smtphost 127.0.0.1/{sink_port}"
     else:
         deliver = f'mda "{MDA_COMMAND}"'
-    text = (
+    return (
         "set no bouncemail\n"
-        f"poll 127.0.0.1 with proto POP3 service {port}\n"
+        f"poll 127.0.0.1 with proto {proto} service {port}\n"
         f'  user "{user.name}" there with password "{user.password}" is "root" here\n'
         f"  {deliver}\n"
-        f"  fetchall{ssl} sslcertfile {ca_file} sslcommonname localhost\n"
+        f"  {options}\n"
     )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write *text* to *path* with mode 0600 (both programs refuse a readable rc file)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+
+
+def write_rc(
+    path: Path, *, user: MailUser, port: int, case: Case, ca_file: Path, sink_port: int
+) -> None:
+    """Write the POP3 rc file (mode 0600) both programs read."""
+    ssl = " ssl" if case.protocol == "pop3s" else ""
+    options = f"fetchall{ssl} sslcertfile {ca_file} sslcommonname localhost"
+    write_private(
+        path,
+        rc_text(proto="POP3", port=port, user=user, case=case, sink_port=sink_port,
+                options=options),
+    )  # fmt: skip
 
 
 def _run_child(argv: Sequence[str], timeout: float, log_path: Path) -> tuple[int, float, int]:

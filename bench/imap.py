@@ -53,7 +53,9 @@ from bench.harness import (  # noqa: E402
     _run_child,
     markdown_table,
     program_command,
+    rc_text,
     self_rusage_note,
+    write_private,
 )
 from testbed.dovecot import Dovecot, MailUser  # noqa: E402
 from testbed.fastsink import FastSmtpSink  # noqa: E402
@@ -204,20 +206,12 @@ def write_rc(
     """The rc file both programs read (mode 0600); *extra* adds user options."""
     port = dovecot.imaps_port if case.protocol == "imaps" else dovecot.imap_port
     ssl_opt = " ssl" if case.protocol == "imaps" else ""
-    if case.delivery == "smtp":
-        deliver = f"smtphost 127.0.0.1/{sink_port}"
-    else:
-        deliver = f'mda "{MDA_COMMAND}"'
-    text = (
-        "set no bouncemail\n"
-        f"poll 127.0.0.1 with proto IMAP service {port}\n"
-        f'  user "{user.name}" there with password "{user.password}" is "root" here\n'
-        f"  {deliver}\n"
-        f'  {ssl_opt} sslcertfile "{dovecot.ca_file}" sslcommonname localhost {extra}\n'
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    options = f'{ssl_opt} sslcertfile "{dovecot.ca_file}" sslcommonname localhost {extra}'
+    write_private(
+        path,
+        rc_text(proto="IMAP", port=port, user=user, case=case, sink_port=sink_port,
+                options=options),
+    )  # fmt: skip
 
 
 _counter = 0

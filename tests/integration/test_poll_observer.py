@@ -53,28 +53,8 @@ def silent_server() -> Iterator[int]:
     listener.close()
 
 
-def test_silent_server_is_reported_as_a_timeout(silent_server: int, tmp_path: Any) -> None:
-    query = Query(
-        Server("127.0.0.1", protocol=Protocol.POP3, service=str(silent_server), timeout=1),
-        User("joe", password="pw", sslproto="", sslcertck=False),
-    )
-    seen: list[PollStats] = []
-    ctx = PollContext(
-        run=RunControl(),
-        options=CommandLineOptions(),
-        identity=None,
-        uidstore=UidStore.load(str(tmp_path / "ids")),
-        password="pw",
-        on_stats=lambda _q, stats: seen.append(stats),
-    )
-    status = poll_query(query, ctx)
-    assert status == ExitCode.ERROR  # a server timeout is fetchmail's ERROR (7)
-    assert [s.timed_out for s in seen] == [True]
-
-
-def test_refused_connection_is_not_a_timeout(tmp_path: Any) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]  # closed again: nothing listens there
+def _poll(port: int, tmp_path: Any) -> tuple[int, list[PollStats]]:
+    """Poll a plaintext POP3 query on 127.0.0.1:*port* (1 s timeout); status and stats."""
     query = Query(
         Server("127.0.0.1", protocol=Protocol.POP3, service=str(port), timeout=1),
         User("joe", password="pw", sslproto="", sslcertck=False),
@@ -88,7 +68,20 @@ def test_refused_connection_is_not_a_timeout(tmp_path: Any) -> None:
         password="pw",
         on_stats=lambda _q, stats: seen.append(stats),
     )
-    assert poll_query(query, ctx) == ExitCode.SOCKET
+    return poll_query(query, ctx), seen
+
+
+def test_silent_server_is_reported_as_a_timeout(silent_server: int, tmp_path: Any) -> None:
+    status, seen = _poll(silent_server, tmp_path)
+    assert status == ExitCode.ERROR  # a server timeout is fetchmail's ERROR (7)
+    assert [s.timed_out for s in seen] == [True]
+
+
+def test_refused_connection_is_not_a_timeout(tmp_path: Any) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    status, seen = _poll(port, tmp_path)
+    assert status == ExitCode.SOCKET
     assert [s.timed_out for s in seen] == [False]
 
 
