@@ -189,19 +189,7 @@ def run_case(dovecot: Dovecot, case: Case, workdir: Path) -> Result:
             port = proxy.port
         rc = state / "fetchmailrc"
         write_rc(rc, user=user, port=port, case=case, ca_file=dovecot.ca_file, sink_port=sink.port)
-        argv = program_command(case.program, rc, state)
-        if argv is None:
-            result.note = f"{case.program} is not installed"
-            return result
-        log_path = state / "output.log"
-        result.status, result.wall, result.maxrss_kb = _run_child(argv, case.timeout, log_path)
-        result.left_on_server = len(user.message_files())
-        if case.delivery == "smtp":
-            result.delivered = sink.messages
-        else:
-            result.delivered = result.messages - result.left_on_server
-        if not result.ok:
-            result.note = _last_line(log_path)
+        run_program(result, rc, state, user=user, sink_messages=lambda: sink.messages)
     finally:
         if proxy is not None:
             proxy.stop()
@@ -217,6 +205,31 @@ def mailbox_octets(user: MailUser) -> int:
         match = re.search(r",W=(\d+)", path.name)
         total += int(match.group(1)) if match else path.stat().st_size
     return total
+
+
+def run_program(
+    result: Result,
+    rc: Path,
+    state: Path,
+    *,
+    user: MailUser,
+    sink_messages: Callable[[], int],
+) -> None:
+    """Run *result.case*'s program on *rc* and fill in *result*: time, RSS, what arrived."""
+    case = result.case
+    argv = program_command(case.program, rc, state)
+    if argv is None:
+        result.note = f"{case.program} is not installed"
+        return
+    log_path = state / "output.log"
+    result.status, result.wall, result.maxrss_kb = _run_child(argv, case.timeout, log_path)
+    result.left_on_server = len(user.message_files())
+    if case.delivery == "smtp":
+        result.delivered = sink_messages()
+    else:
+        result.delivered = result.messages - result.left_on_server
+    if not result.ok:
+        result.note = _last_line(log_path)
 
 
 def _last_line(path: Path) -> str:

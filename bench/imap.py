@@ -50,10 +50,9 @@ from bench.harness import (  # noqa: E402
     MDA_COMMAND,
     Case,
     Result,
-    _run_child,
     markdown_table,
-    program_command,
     rc_text,
+    run_program,
     self_rusage_note,
     write_private,
 )
@@ -239,20 +238,7 @@ def run_case(
     try:
         rc = state / "fetchmailrc"
         write_rc(rc, dovecot=dovecot, user=user, case=case, sink_port=sink.port, extra=extra)
-        argv = program_command(case.program, rc, state)
-        if argv is None:
-            result.note = f"{case.program} is not installed"
-            return result
-        log_path = state / "output.log"
-        result.status, result.wall, result.maxrss_kb = _run_child(argv, case.timeout, log_path)
-        result.left_on_server = len(user.message_files())
-        if case.delivery == "smtp":
-            result.delivered = sink.messages
-        else:
-            result.delivered = result.messages - result.left_on_server
-        if not result.ok:
-            lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-            result.note = (lines[-1] if lines else "(no output)")[:120]
+        run_program(result, rc, state, user=user, sink_messages=lambda: sink.messages)
     finally:
         sink.stop()
         shutil.rmtree(user.home, ignore_errors=True)
