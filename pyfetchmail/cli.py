@@ -471,9 +471,9 @@ def _load_config(options: CommandLineOptions) -> LoadResultLike:
 def _run(result: LoadResultLike, options: CommandLineOptions) -> int:
     """Hand over to the daemon; a missing daemon module is an internal error (23)."""
     try:
-        daemon = importlib.import_module("pyfetchmail.daemon")
+        daemon = importlib.import_module("pyfetchmail.service.daemon")
     except ImportError:
-        _say("retrieval is not available in this build (pyfetchmail.daemon missing)")
+        _say("retrieval is not available in this build (pyfetchmail.service.daemon missing)")
         return int(ExitCode.UNDEFINED)
     run: Callable[[LoadResultLike, CommandLineOptions], int] = daemon.run
     return int(run(result, options))

@@ -265,7 +265,7 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def reset_logging() -> None:
     """Undo :func:`setup_logging`: close our handlers, restore the levels.
 
-    :func:`pyfetchmail.daemon.run` calls it on the way out, so a program (or a
+    :func:`pyfetchmail.service.daemon.run` calls it on the way out, so a program (or a
     test) that calls ``cli.main`` twice in one process starts afresh.
     """
     root = logging.getLogger(_ROOT)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pyfetchmail.config.model import NameMapping, Query, Server, User
-from pyfetchmail.delivery.prepare import TraceInfo
+from pyfetchmail.mail.prepare import TraceInfo
 
 __all__ = ["SAMPLE_MESSAGE", "sample_query", "sample_trace"]
 

@@ -73,10 +73,10 @@ def version_banner() -> str:
 def read_saved_uids(path: str, queries: Sequence[Query]) -> dict[int, list[str]]:
     """Read the idfile and return the saved UIDs per query index (spec section 4.3).
 
-    Parsing is :class:`pyfetchmail.uidstore.UidStore`'s (fetchmail's rules,
+    Parsing is :class:`pyfetchmail.state.uidstore.UidStore`'s (fetchmail's rules,
     case-insensitive account match).  A missing or unreadable file means no UIDs.
     """
-    from pyfetchmail.uidstore import UidStore  # the fetch layer's reader; lazy for -V only
+    from pyfetchmail.state.uidstore import UidStore  # the fetch layer's reader; lazy for -V only
 
     try:
         store = UidStore.load(path)

@@ -8,7 +8,7 @@ Invariants every sink keeps:
 - A sink never raises for a per-message refusal; it returns a result.  It
   raises :class:`pyfetchmail.errors.SmtpConnectError` (or another
   DeliveryError) only when it cannot work at all (no listener reachable).
-- The message bytes are passed as received (see :mod:`pyfetchmail.message`);
+- The message bytes are passed as received (see :mod:`pyfetchmail.mail.message`);
   each sink applies its own framing (dot-stuffing, LF line ends).
 """
 
@@ -18,7 +18,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 
 __all__ = ["Delivery", "DeliveryResult", "Envelope", "Outcome", "RecipientResult"]
 

@@ -29,10 +29,10 @@ from datetime import datetime
 
 from pyfetchmail.config.model import Query, RunControl
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome
-from pyfetchmail.delivery.headers import PRODUCT, field_name, format_date, split_fields
-from pyfetchmail.delivery.prepare import destination_domain, qualify
 from pyfetchmail.delivery.smtpwire import SmtpClient, SmtpWireError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.headers import PRODUCT, field_name, format_date, split_fields
+from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.mail.prepare import destination_domain, qualify
 
 __all__ = [
     "REASON_GENERAL",

@@ -25,9 +25,9 @@ from collections.abc import Iterator
 
 from pyfetchmail.config.model import Query
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome
-from pyfetchmail.delivery.headers import BodyType, body_type, rcpt_address, split_fields
 from pyfetchmail.errors import BsmtpError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.headers import BodyType, body_type, rcpt_address, split_fields
+from pyfetchmail.mail.message import SpooledMessage
 
 __all__ = ["BsmtpDelivery", "bsmtp_record"]
 

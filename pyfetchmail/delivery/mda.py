@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pyfetchmail.config.model import Query, RunControl
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome
 from pyfetchmail.errors import ConfigError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 
 __all__ = ["MdaDelivery", "check_mda_quoting", "expand_mda", "strip_cr"]
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 from pyfetchmail.config.model import Query, RunControl
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome, RecipientResult
-from pyfetchmail.delivery.headers import BodyType, body_type, rcpt_address, split_fields
 from pyfetchmail.delivery.smtpwire import Reply, SmtpClient, SmtpWireError
 from pyfetchmail.errors import SmtpConnectError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.headers import BodyType, body_type, rcpt_address, split_fields
+from pyfetchmail.mail.message import SpooledMessage
 
 __all__ = [
     "SmtpDelivery",

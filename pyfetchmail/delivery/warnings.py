@@ -28,9 +28,9 @@ from email.header import Header
 
 from pyfetchmail.config.model import Query, RunControl
 from pyfetchmail.delivery.base import Delivery, DeliveryResult, Envelope, Outcome
-from pyfetchmail.delivery.headers import format_date
 from pyfetchmail.errors import FetchmailError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.headers import format_date
+from pyfetchmail.mail.message import SpooledMessage
 
 __all__ = [
     "OversizedItem",

@@ -1,7 +1,7 @@
 """The seam between the fetch engine and a mail source (POP3 or IMAP).
 
-The fetch engine (:mod:`pyfetchmail.fetch`) drives any :class:`MailSource`;
-it decides *what* to fetch and delete (:mod:`pyfetchmail.policy`), the source
+The fetch engine (:mod:`pyfetchmail.engine.poll`) drives any :class:`MailSource`;
+it decides *what* to fetch and delete (:mod:`pyfetchmail.engine.policy`), the source
 only executes.
 
 Invariants every implementation keeps:
@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 
 __all__ = [
     "DeletionReply",

@@ -38,7 +38,7 @@ from typing import Any
 
 from pyfetchmail.config.model import DEFAULT_TIMEOUT, Query
 from pyfetchmail.errors import ServerError, ServerLockBusy, SocketError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef, ProgressHook
 from pyfetchmail.protocols.imap_auth import connect
 from pyfetchmail.protocols.imap_wire import guard
@@ -139,7 +139,7 @@ def _uid_int(ref: MessageRef) -> int:
 class ImapSession:
     """An authenticated IMAP connection (implements :class:`MailSession`).
 
-    Also offers :meth:`wait_for_mail` for :mod:`pyfetchmail.idle`.
+    Also offers :meth:`wait_for_mail` for :mod:`pyfetchmail.service.idle`.
     """
 
     def __init__(

@@ -56,7 +56,7 @@ from pyfetchmail.errors import (
     ServerLockBusy,
     SocketError,
 )
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.net import tls
 from pyfetchmail.net.connect import connect, open_plugin
 from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef, ProgressHook

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail.uidstore import SIDECAR_SUFFIX, UidStore
+from pyfetchmail.state.uidstore import SIDECAR_SUFFIX, UidStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.dovecot]
 

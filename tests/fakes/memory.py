@@ -25,11 +25,11 @@ from typing import Any
 from pyfetchmail.config.model import Protocol, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome, RecipientResult
+from pyfetchmail.engine.poll import BounceRequest, PollContext, poll_query
 from pyfetchmail.errors import ServerError, SocketError
-from pyfetchmail.fetch import BounceRequest, PollContext, poll_query
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef
-from pyfetchmail.uidstore import FileSystem, UidStore
+from pyfetchmail.state.uidstore import FileSystem, UidStore
 
 __all__ = [
     "Chaos",

@@ -20,8 +20,8 @@ from pyfetchmail.delivery.bounce import (
     send_bounce,
     send_dsn,
 )
-from pyfetchmail.delivery.prepare import prepare_message
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.mail.prepare import prepare_message
 from testbed.dovecot import free_ports
 from testbed.postfix import PostfixInfo
 from testbed.sinks import SmtpSink

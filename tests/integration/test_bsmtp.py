@@ -13,7 +13,7 @@ from pyfetchmail.delivery.base import Envelope, Outcome
 from pyfetchmail.delivery.bsmtp import BsmtpDelivery
 from pyfetchmail.delivery.factory import make_delivery
 from pyfetchmail.errors import BsmtpError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 
 MSG = b"From: s@x\r\nSubject: b\r\n\r\n.leading dot\r\nend"
 
@@ -62,7 +62,7 @@ def test_stdout(tmp_path: Path) -> None:
         "from pyfetchmail.config.model import *\n"
         "from pyfetchmail.delivery.bsmtp import BsmtpDelivery\n"
         "from pyfetchmail.delivery.base import Envelope\n"
-        "from pyfetchmail.message import SpooledMessage\n"
+        "from pyfetchmail.mail.message import SpooledMessage\n"
         "q = Query(Server('p'), User('j', bsmtp='-'))\n"
         "BsmtpDelivery(q).deliver(SpooledMessage.from_bytes(b'S: x\\r\\n\\r\\nb\\r\\n'),"
         " Envelope('s@x', ('a',)))\n"
@@ -108,7 +108,7 @@ def test_failed_append_leaves_no_partial_record(tmp_path: Path) -> None:
         "from pyfetchmail.config.model import *\n"
         "from pyfetchmail.delivery.bsmtp import BsmtpDelivery\n"
         "from pyfetchmail.delivery.base import Envelope\n"
-        "from pyfetchmail.message import SpooledMessage\n"
+        "from pyfetchmail.mail.message import SpooledMessage\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
         f"q = Query(Server('p'), User('j', bsmtp={str(out)!r}))\n"

@@ -22,9 +22,9 @@ import pytest
 
 from pyfetchmail.config.model import Config, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
-from pyfetchmail.daemon import run
 from pyfetchmail.errors import AuthError
-from pyfetchmail.runner import MAX_TIMEOUTS, CycleRunner
+from pyfetchmail.service.cycle import MAX_TIMEOUTS, CycleRunner
+from pyfetchmail.service.daemon import run
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Delivery goes to the aiosmtpd sink.  What is checked is what a user sees:
 exit status (spec §3), the bytes that arrived, what is left on the server
 and with which flags (spec §5.3, §6.8).
 
-"New" for IMAP follows :mod:`pyfetchmail.fetch`: by default (fetchmail
+"New" for IMAP follows :mod:`pyfetchmail.engine.poll`: by default (fetchmail
 compatible) a message is new iff it is not ``\\Seen``; with ``uidl`` on the
 entry a message is new iff its UID is not recorded for the folder's
 UIDVALIDITY, with ``\\Seen`` as the fallback while no baseline exists.

@@ -1,7 +1,7 @@
 """End to end over IMAP: which messages are "new", across polls and server changes.
 
-The rules under test are those documented in :mod:`pyfetchmail.fetch` and
-:func:`pyfetchmail.policy.is_new_imap`:
+The rules under test are those documented in :mod:`pyfetchmail.engine.poll` and
+:func:`pyfetchmail.engine.policy.is_new_imap`:
 
 - default (fetchmail compatible, spec §5.3 step 9): new iff not ``\\Seen``
   and not recorded as delivered for the folder's current UIDVALIDITY, so a

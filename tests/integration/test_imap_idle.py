@@ -1,4 +1,4 @@
-"""The IDLE loop (pyfetchmail.idle) against Dovecot and the scripted fake server.
+"""The IDLE loop (pyfetchmail.service.idle) against Dovecot and the scripted fake server.
 
 The engine pass is replaced by a small recorder (``process=``), so these tests
 exercise the loop, the IDLE exchange and reconnects, not delivery.
@@ -18,12 +18,12 @@ import pytest
 
 from pyfetchmail.config.model import Protocol, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
+from pyfetchmail.engine.poll import PollContext
 from pyfetchmail.errors import SocketError
-from pyfetchmail.fetch import PollContext
-from pyfetchmail.idle import IdleSettings, run_idle
 from pyfetchmail.protocols.base import MailSession
 from pyfetchmail.protocols.imap import ImapSource
-from pyfetchmail.uidstore import UidStore
+from pyfetchmail.service.idle import IdleSettings, run_idle
+from pyfetchmail.state.uidstore import UidStore
 from testbed.dovecot import Dovecot, MailUser
 from tests.fakes.fake_imap import CLOSE, FakeImapServer
 

@@ -14,7 +14,7 @@ from pyfetchmail.config.model import NameMapping, Query, RunControl, Server, Use
 from pyfetchmail.delivery.base import Envelope, Outcome
 from pyfetchmail.delivery.factory import make_delivery
 from pyfetchmail.delivery.smtp import SmtpDelivery, SmtpTimeouts
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 from testbed.dovecot import Dovecot, MailUser
 from testbed.sinks import SmtpSink
 

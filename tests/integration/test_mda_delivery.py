@@ -16,9 +16,9 @@ from pyfetchmail.config.model import NameMapping, Query, RunControl, Server, Use
 from pyfetchmail.delivery.base import Envelope, Outcome
 from pyfetchmail.delivery.factory import make_delivery
 from pyfetchmail.delivery.mda import MdaDelivery
-from pyfetchmail.delivery.prepare import TraceInfo, prepare_message
 from pyfetchmail.errors import ConfigError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.mail.prepare import TraceInfo, prepare_message
 
 pytestmark = pytest.mark.timeout(60)
 

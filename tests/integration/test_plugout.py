@@ -18,7 +18,7 @@ from pyfetchmail.config.model import NameMapping, Query, RunControl, Server, Use
 from pyfetchmail.delivery.base import Envelope, Outcome
 from pyfetchmail.delivery.smtp import SmtpDelivery, SmtpTimeouts
 from pyfetchmail.errors import SmtpConnectError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 from testbed.sinks import SmtpSink
 from tests.integration.e2e_helpers import E2E, pop3_rc, sample
 

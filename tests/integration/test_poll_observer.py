@@ -18,11 +18,11 @@ import pytest
 
 from pyfetchmail.config.model import NameMapping, Protocol, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
-from pyfetchmail.daemon import _PollObserver
+from pyfetchmail.engine.poll import PollContext, poll_query
+from pyfetchmail.engine.stats import OversizedMessage, PollStats
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.fetch import PollContext, poll_query
-from pyfetchmail.fetch_types import OversizedMessage, PollStats
-from pyfetchmail.uidstore import UidStore
+from pyfetchmail.service.daemon import _PollObserver
+from pyfetchmail.state.uidstore import UidStore
 
 pytestmark = pytest.mark.timeout(30)
 

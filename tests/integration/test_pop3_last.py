@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail import policy
 from pyfetchmail.config.model import Protocol, Query, Server, User
+from pyfetchmail.engine import policy
 from pyfetchmail.protocols.pop3_session import Pop3Source
 from tests.fakes.fake_pop3 import FakePop3Server
 from tests.integration.e2e_helpers import E2E, crlf, sample

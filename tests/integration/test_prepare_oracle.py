@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from pyfetchmail.config.model import NameMapping, Query, RunControl, Server, User
-from pyfetchmail.delivery.prepare import TraceInfo, prepare_message
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.mail.prepare import TraceInfo, prepare_message
 from testbed.dovecot import Dovecot, MailUser
 
 pytestmark = [pytest.mark.oracle, pytest.mark.dovecot, pytest.mark.timeout(90)]

@@ -14,10 +14,10 @@ import pytest
 from pyfetchmail.config.model import NameMapping, Query, RunControl, Server, User
 from pyfetchmail.delivery.base import Envelope, Outcome
 from pyfetchmail.delivery.factory import make_delivery
-from pyfetchmail.delivery.prepare import TraceInfo, prepare_message
 from pyfetchmail.delivery.smtp import SmtpDelivery, SmtpTimeouts, classify_reply, parse_hunt_entry
 from pyfetchmail.errors import SmtpConnectError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.mail.prepare import TraceInfo, prepare_message
 from testbed.dovecot import free_ports
 from testbed.fastsink import FastSmtpSink
 from testbed.sinks import SmtpSink

@@ -4,7 +4,7 @@ Part 1 drives :class:`Pop3Session` over a scripted stand-in for the socket
 that hands out a fixed server byte transcript in chosen chunks (split at
 every position, or one byte per read), so the reply routing is tested
 independently of how TCP cuts the stream.  Part 2 runs the whole engine
-(:func:`pyfetchmail.fetch.poll_query`) against the scripted loopback server
+(:func:`pyfetchmail.engine.poll.poll_query`) against the scripted loopback server
 with one DELE answered ``-ERR``.
 """
 
@@ -19,13 +19,13 @@ import pytest
 
 from pyfetchmail.config.model import Protocol, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
+from pyfetchmail.engine.poll import PollContext, poll_query
 from pyfetchmail.errors import SocketError
-from pyfetchmail.fetch import PollContext, poll_query
 from pyfetchmail.protocols import pop3_session
 from pyfetchmail.protocols.base import DeletionReply
 from pyfetchmail.protocols.pop3_channel import Pop3Channel
 from pyfetchmail.protocols.pop3_session import Pop3Session, Pop3Source
-from pyfetchmail.uidstore import UidStore
+from pyfetchmail.state.uidstore import UidStore
 from tests.fakes.fake_pop3 import FakePop3Server
 from tests.fakes.memory import FakeDelivery, fake_prepare
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from pyfetchmail.config.model import Protocol
+from pyfetchmail.engine.poll import process_session
+from pyfetchmail.engine.stats import PollStats
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.fetch import process_session
-from pyfetchmail.fetch_types import PollStats
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.protocols.base import FolderListing, MessageRef
-from pyfetchmail.uidstore import FileSystem, UidStore
+from pyfetchmail.state.uidstore import FileSystem, UidStore
 from tests.fakes.memory import (
     Chaos,
     ChaosFileSystem,

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from pyfetchmail.config.model import Protocol
+from pyfetchmail.engine.poll import MessageOrigin, PollStats, poll_query, process_session
+from pyfetchmail.engine.report import fetchlimit_line
 from pyfetchmail.errors import ServerLockBusy, SmtpConnectError
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.fetch import MessageOrigin, PollStats, poll_query, process_session
-from pyfetchmail.fetch_report import fetchlimit_line
-from pyfetchmail.uidstore import UidStore
+from pyfetchmail.state.uidstore import UidStore
 from tests.fakes.memory import (
     FakeDelivery,
     FakeServer,

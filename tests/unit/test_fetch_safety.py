@@ -1,4 +1,4 @@
-"""The mail-safety rules of pyfetchmail.fetch, one test each, plus a kill matrix.
+"""The mail-safety rules of pyfetchmail.engine.poll, one test each, plus a kill matrix.
 
 The kill matrix runs a poll, "kills -9" it at every event in turn (sink
 acknowledgement, state write, state rename, DELE/STORE, EXPUNGE, QUIT),
@@ -17,7 +17,7 @@ import pytest
 
 from pyfetchmail.config.model import Protocol
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.uidstore import JOURNAL_SUFFIX, FileSystem, UidStore
+from pyfetchmail.state.uidstore import JOURNAL_SUFFIX, FileSystem, UidStore
 from tests.fakes.memory import (
     Chaos,
     ChaosFileSystem,

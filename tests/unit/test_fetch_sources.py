@@ -1,4 +1,4 @@
-"""Protocol → mail source mapping (pyfetchmail.sources) and poll errors before a session."""
+"""Protocol → mail source mapping (protocols.sources) and poll errors before a session."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from pyfetchmail.config.model import Protocol, RunControl
 from pyfetchmail.config.overrides import CommandLineOptions
+from pyfetchmail.engine.poll import PollContext, poll_query
 from pyfetchmail.errors import (
     AuthError,
     DNSError,
@@ -17,9 +18,8 @@ from pyfetchmail.errors import (
     SocketError,
 )
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.fetch import PollContext, poll_query
-from pyfetchmail.sources import AutoSource, UnsupportedProtocolError, open_source
-from pyfetchmail.uidstore import UidStore
+from pyfetchmail.protocols.sources import AutoSource, UnsupportedProtocolError, open_source
+from pyfetchmail.state.uidstore import UidStore
 from tests.fakes.memory import FakeDelivery, FakeServer, FakeSource, Rig, make_query
 
 

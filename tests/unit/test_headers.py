@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from pyfetchmail.delivery.headers import (
+from pyfetchmail.mail.headers import (
     PRODUCT,
     BodyType,
     ReceivedMode,
@@ -21,7 +21,7 @@ from pyfetchmail.delivery.headers import (
     rewrite_address_list,
     split_fields,
 )
-from pyfetchmail.delivery.prepare import TraceInfo
+from pyfetchmail.mail.prepare import TraceInfo
 from tests.samples import SAMPLES
 
 UTC = UTC

@@ -8,15 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyfetchmail.config.model import BadHeader, NameMapping, Query, RunControl, Server, User
-from pyfetchmail.delivery.headers import (
+from pyfetchmail.mail.headers import (
     all_addresses,
     decode_encoded_words,
     rewrite_address_list,
     split_fields,
 )
-from pyfetchmail.delivery.mimedecode import DecodePlan, decode_body
-from pyfetchmail.delivery.prepare import TraceInfo, prepare_message
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.mail.mimedecode import DecodePlan, decode_body
+from pyfetchmail.mail.prepare import TraceInfo, prepare_message
 
 HEADERISH = st.binary(max_size=300) | st.text(
     alphabet=st.sampled_from(list('ab@<>(),;:"\\ \t\r\n!=?QB.x-')), max_size=120

@@ -29,7 +29,7 @@ from pyfetchmail.net.iface import (
     read_ifinfo,
     traffic_counter,
 )
-from pyfetchmail.runner import CycleRunner
+from pyfetchmail.service.cycle import CycleRunner
 
 pytestmark = [
     pytest.mark.timeout(30),

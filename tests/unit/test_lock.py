@@ -17,7 +17,13 @@ import pytest
 
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.errors import LockError
-from pyfetchmail.lock import LockInfo, PidLock, handle_running_instance, pid_alive, read_lock
+from pyfetchmail.service.lock import (
+    LockInfo,
+    PidLock,
+    handle_running_instance,
+    pid_alive,
+    read_lock,
+)
 
 # A stand-in for another instance: owns the lock at argv[1] (background when
 # argv[2] is an interval), records SIGUSR1 in argv[3], removes the lock on
@@ -284,7 +290,7 @@ def test_safe_options_wake_the_daemon(
 _RACER = r"""
 import os, sys, time
 from pyfetchmail.errors import LockError
-from pyfetchmail.lock import PidLock
+from pyfetchmail.service.lock import PidLock
 path, go = sys.argv[1], float(sys.argv[2])
 while time.time() < go:
     pass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pyfetchmail.config.model import NameMapping, Server, User
-from pyfetchmail.delivery.headers import split_fields
-from pyfetchmail.multidrop import find_recipients, is_server_alias, map_address
+from pyfetchmail.mail.headers import split_fields
+from pyfetchmail.mail.multidrop import find_recipients, is_server_alias, map_address
 
 
 def _names(*specs: str) -> tuple[NameMapping, ...]:

@@ -1,10 +1,10 @@
-"""Decision tables of pyfetchmail.policy (spec §6.8, §6.3, §6.11), isync style."""
+"""Decision tables of pyfetchmail.engine.policy (spec §6.8, §6.3, §6.11), isync style."""
 
 from __future__ import annotations
 
 import pytest
 
-from pyfetchmail.policy import (
+from pyfetchmail.engine.policy import (
     Action,
     Fate,
     Flags,

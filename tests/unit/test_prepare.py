@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from pyfetchmail.config.model import BadHeader, NameMapping, Query, RunControl
-from pyfetchmail.delivery.headers import PRODUCT, split_fields
-from pyfetchmail.delivery.prepare import (
+from pyfetchmail.mail.headers import PRODUCT, split_fields
+from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.mail.prepare import (
     BAD_HEADER_REASON,
     NO_POSTMASTER_REASON,
     PreparedMessage,
@@ -18,7 +19,6 @@ from pyfetchmail.delivery.prepare import (
     envelope_sender,
     prepare_message,
 )
-from pyfetchmail.message import SpooledMessage
 from tests.builders import SAMPLE_MESSAGE, sample_query, sample_trace
 
 WHEN = datetime(2026, 11, 21, 7, 33, 27, tzinfo=UTC)

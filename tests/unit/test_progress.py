@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pyfetchmail import progress
-from pyfetchmail.progress import Destination, Mode, ProgressDisplay, choose_mode
+from pyfetchmail.engine import progress
+from pyfetchmail.engine.progress import Destination, Mode, ProgressDisplay, choose_mode
 from pyfetchmail.protocols.base import MessageRef
 
 D = Destination

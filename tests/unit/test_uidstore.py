@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyfetchmail.errors import LocalIOError
-from pyfetchmail.uidstore import JOURNAL_SUFFIX, SIDECAR_SUFFIX, FileSystem, UidStore
+from pyfetchmail.state.uidstore import JOURNAL_SUFFIX, SIDECAR_SUFFIX, FileSystem, UidStore
 
 # Written the way fetchmail 6.4 writes it, plus the oddities its reader accepts.
 FETCHMAIL_IDS = (

@@ -5,7 +5,7 @@ parsing.  In order it:
 
 1. sets up logging (:mod:`pyfetchmail.log`) and umask 077;
 2. applies the second-invocation rules when another instance holds the lock
-   (:func:`pyfetchmail.lock.handle_running_instance`: ``--quit``, wake-up,
+   (:func:`pyfetchmail.service.lock.handle_running_instance`: ``--quit``, wake-up,
    refusals) — before any password is asked for, so waking a daemon never
    prompts;
 3. resolves the password of every active query
@@ -15,7 +15,7 @@ parsing.  In order it:
    from ``/dev/null``, stdout/stderr to the logfile or ``/dev/null``,
    ``chdir /``, SIGHUP ignored (non-root);
 5. creates the lock (PID, plus the interval for a daemon) and runs cycles
-   (:class:`pyfetchmail.runner.CycleRunner`): one for a single run, else
+   (:class:`pyfetchmail.service.cycle.CycleRunner`): one for a single run, else
    cycle / sleep / cycle until a stop signal, with SIGUSR1 wake-ups;
 6. at the start of every cycle checks the rc file's mtime and, when it
    changed, re-executes ``python -m pyfetchmail`` with the original
@@ -24,7 +24,7 @@ parsing.  In order it:
 7. on SIGTERM/SIGINT/SIGQUIT logs ``terminated with signal N``, saves state,
    removes the lock and returns the last status.
 
-IDLE queries (``idle`` with IMAP) are handed to :func:`pyfetchmail.idle.run_idle`
+IDLE queries (``idle`` with IMAP) are handed to :func:`pyfetchmail.service.idle.run_idle`
 when that module is present, one thread each, and share the stop event.
 
 Differences from fetchmail 6.4 (all deliberate):
@@ -34,7 +34,7 @@ Differences from fetchmail 6.4 (all deliberate):
 - ``--quit`` also waits (up to 10 s) for the daemon to be gone when it is
   the last argument, so a service manager's stop command returns only then;
 - a SIGUSR1 that arrives during a poll is remembered and starts the next
-  cycle at once (fetchmail drops it), see :mod:`pyfetchmail.signals`;
+  cycle at once (fetchmail drops it), see :mod:`pyfetchmail.service.signals`;
 - a stop signal during a poll abandons the message in flight safely instead
   of calling ``exit()`` from the handler (the engine's invariants make this
   lose nothing; the message is fetched again next time);
@@ -74,10 +74,10 @@ from pyfetchmail.delivery.warnings import (
 )
 from pyfetchmail.errors import ConfigError, FetchmailError, LocalIOError
 from pyfetchmail.exitcodes import ExitCode, aggregate
-from pyfetchmail.lock import PidLock, handle_running_instance, read_lock
 from pyfetchmail.log import register_secret, reset_logging, setup_logging
-from pyfetchmail.runner import CycleRunner, IdleGroup, PollFunc, idle_module, is_idle
-from pyfetchmail.signals import SignalState, Terminated, WakeReason
+from pyfetchmail.service.cycle import CycleRunner, IdleGroup, PollFunc, idle_module, is_idle
+from pyfetchmail.service.lock import PidLock, handle_running_instance, read_lock
+from pyfetchmail.service.signals import SignalState, Terminated, WakeReason
 
 __all__ = ["LoadResultLike", "run"]
 
@@ -157,7 +157,7 @@ def _detach(logfile: str | None) -> None:
 class _PollObserver:
     """What the engine reported about each poll (``PollContext.on_stats``).
 
-    - timeouts, for the wedged-query rule (:class:`~pyfetchmail.runner.CycleRunner`);
+    - timeouts, for the wedged-query rule (:class:`~pyfetchmail.service.cycle.CycleRunner`);
     - oversized messages, for the warning mail of spec section 6.9: only from a
       detached daemon, sent when a new oversized message shows up and otherwise
       at most every ``warnings`` seconds per query.
@@ -201,8 +201,8 @@ def _engine_poll(
     daemon: bool,
     observer: _PollObserver,
 ) -> PollFunc:
-    """The production poll function: :func:`pyfetchmail.fetch.poll_query`."""
-    fetch: Any = importlib.import_module("pyfetchmail.fetch")
+    """The production poll function: :func:`pyfetchmail.engine.poll.poll_query`."""
+    fetch: Any = importlib.import_module("pyfetchmail.engine.poll")
 
     def poll(query: Query, password: str | None) -> int:
         ctx = fetch.PollContext(
@@ -229,7 +229,7 @@ def _notifier(result: LoadResultLike) -> Callable[[Query, WarningMail], object]:
 
 
 def _load_store(result: LoadResultLike) -> Any:
-    mod: Any = importlib.import_module("pyfetchmail.uidstore")
+    mod: Any = importlib.import_module("pyfetchmail.state.uidstore")
     path = result.config.run.idfile or getattr(result.identity, "idfile", None)
     return mod.UidStore.load(path or None)
 

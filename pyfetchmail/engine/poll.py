@@ -4,8 +4,8 @@
 the query's :class:`~pyfetchmail.exitcodes.ExitCode`;
 :func:`process_session` does the work on an already-open session (the IMAP
 IDLE loop calls it after each wake-up).  Decisions come from
-:mod:`pyfetchmail.policy`; state lives in :mod:`pyfetchmail.uidstore`; the
-per-session executor is :mod:`pyfetchmail.fetch_session`.
+:mod:`pyfetchmail.engine.policy`; state lives in :mod:`pyfetchmail.state.uidstore`; the
+per-session executor is :mod:`pyfetchmail.engine.session`.
 
 Mail-safety rules (each has a test in ``tests/unit/test_fetch_safety.py``):
 
@@ -59,10 +59,19 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from pyfetchmail import __version__
-from pyfetchmail import fetch_report as report
 from pyfetchmail.config.model import Query, RunControl
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.delivery.base import Delivery
+from pyfetchmail.engine import report
+from pyfetchmail.engine.session import SessionRun
+from pyfetchmail.engine.stats import (
+    BounceRequest,
+    DeliverySink,
+    MessageOrigin,
+    OversizedMessage,
+    PollStats,
+    PreparedLike,
+)
 from pyfetchmail.errors import (
     ConnectTimeout,
     DeliveryError,
@@ -73,18 +82,9 @@ from pyfetchmail.errors import (
     ServerTimeout,
 )
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.fetch_session import SessionRun
-from pyfetchmail.fetch_types import (
-    BounceRequest,
-    DeliverySink,
-    MessageOrigin,
-    OversizedMessage,
-    PollStats,
-    PreparedLike,
-)
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.protocols.base import MailSession, MailSource
-from pyfetchmail.uidstore import UidStore
+from pyfetchmail.state.uidstore import UidStore
 
 __all__ = [
     "BounceRequest",
@@ -106,7 +106,7 @@ TRANSIENT_REPORT = 20
 
 
 def _default_source(query: Query, password: str | None, ctx: PollContext) -> MailSource:
-    from pyfetchmail.sources import open_source
+    from pyfetchmail.protocols.sources import open_source
 
     return open_source(query, password, ctx)
 
@@ -131,7 +131,7 @@ def _default_prepare(
     origin: MessageOrigin,
     previous_digest: bytes | None,
 ) -> PreparedLike:
-    mod: Any = importlib.import_module("pyfetchmail.delivery.prepare")
+    mod: Any = importlib.import_module("pyfetchmail.mail.prepare")
     prepared: PreparedLike = mod.prepare_message(
         msg,
         query,

@@ -7,7 +7,7 @@ differs per sink (Return-Path kept only for an MDA).
 
 Invariants:
 - Only the header block is held in memory (bounded by
-  :data:`pyfetchmail.message.MAX_HEADER_BYTES`); the body is streamed from
+  :data:`pyfetchmail.mail.message.MAX_HEADER_BYTES`); the body is streamed from
   the original spool into the new one, untouched except for ``forcecr``.
 - The original :class:`SpooledMessage` is never modified; the caller owns
   (and closes) both the original and :attr:`PreparedMessage.message`.
@@ -30,7 +30,7 @@ from datetime import datetime
 
 from pyfetchmail.config.model import BadHeader, Query, RunControl
 from pyfetchmail.delivery.base import Envelope
-from pyfetchmail.delivery.headers import (
+from pyfetchmail.mail.headers import (
     ADDRESS_HEADERS,
     ReceivedMode,
     decode_encoded_words,
@@ -42,9 +42,9 @@ from pyfetchmail.delivery.headers import (
     rewrite_address_list,
     split_fields,
 )
-from pyfetchmail.delivery.mimedecode import DecodePlan, decode_body, plan_decode
-from pyfetchmail.message import SpooledMessage
-from pyfetchmail.multidrop import find_recipients
+from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.mail.mimedecode import DecodePlan, decode_body, plan_decode
+from pyfetchmail.mail.multidrop import find_recipients
 
 __all__ = [
     "BAD_HEADER_REASON",

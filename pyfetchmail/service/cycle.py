@@ -1,7 +1,7 @@
 """One poll cycle over the active queries, and the IDLE threads beside it.
 
 (Spec sections 3, 6.9, 7.2, 7.6.)  :class:`IdleGroup` runs the IMAP IDLE
-queries, one thread each (:func:`pyfetchmail.idle.run_idle`); the rest are
+queries, one thread each (:func:`pyfetchmail.service.idle.run_idle`); the rest are
 polled by :class:`CycleRunner`.
 
 For each query in file order a cycle:
@@ -33,7 +33,7 @@ For each query in file order a cycle:
    (:mod:`pyfetchmail.delivery.warnings`, spec section 6.9), as is the wedging.
 
 The cycle's status is :func:`pyfetchmail.exitcodes.aggregate` of the polled
-statuses.  Invariant: :class:`~pyfetchmail.signals.Terminated` is never
+statuses.  Invariant: :class:`~pyfetchmail.service.signals.Terminated` is never
 caught here; it must reach the daemon loop.
 """
 
@@ -54,7 +54,7 @@ from pyfetchmail.delivery.warnings import WarningMail
 from pyfetchmail.errors import FetchmailError
 from pyfetchmail.exitcodes import ExitCode, aggregate, query_status_name
 from pyfetchmail.net.iface import PollGate
-from pyfetchmail.signals import SignalState
+from pyfetchmail.service.signals import SignalState
 
 __all__ = [
     "MAX_TIMEOUTS",
@@ -290,11 +290,11 @@ def is_idle(query: Query) -> bool:
 
 
 def idle_module(queries: tuple[Query, ...]) -> Any:
-    """``pyfetchmail.idle`` if some query wants IMAP IDLE and it is available."""
+    """``pyfetchmail.service.idle`` if some query wants IMAP IDLE and it is available."""
     if not any(is_idle(q) for q in queries):
         return None
     try:
-        return importlib.import_module("pyfetchmail.idle")
+        return importlib.import_module("pyfetchmail.service.idle")
     except ImportError:
         log.warning("IMAP IDLE is not available in this build; polling instead")
         return None
@@ -326,7 +326,7 @@ class IdleGroup:
         sig: SignalState,
     ) -> None:
         """Start one thread per IDLE query running ``idle.run_idle``."""
-        fetch: Any = importlib.import_module("pyfetchmail.fetch")
+        fetch: Any = importlib.import_module("pyfetchmail.engine.poll")
         for query, password in zip(queries, passwords, strict=True):
             if not is_idle(query):
                 continue

@@ -1,9 +1,9 @@
 """The recorded state of the folder being processed, as the fetch engine sees it.
 
-:class:`FolderRecord` reads :mod:`pyfetchmail.uidstore` to classify a
-folder listing (through :mod:`pyfetchmail.policy`) and writes the records
-the executor in :mod:`pyfetchmail.fetch_session` asks for.  Invariants (the
-rules are those of :mod:`pyfetchmail.fetch`):
+:class:`FolderRecord` reads :mod:`pyfetchmail.state.uidstore` to classify a
+folder listing (through :mod:`pyfetchmail.engine.policy`) and writes the records
+the executor in :mod:`pyfetchmail.engine.session` asks for.  Invariants (the
+rules are those of :mod:`pyfetchmail.engine.poll`):
 
 - Rule 2: :meth:`FolderRecord.record_processed` makes a UID durable before
   the caller sends any deletion or flag to the server.
@@ -20,11 +20,11 @@ from __future__ import annotations
 import functools
 import logging
 
-from pyfetchmail import policy
-from pyfetchmail.fetch_types import Counters
-from pyfetchmail.policy import Selection
+from pyfetchmail.engine import policy
+from pyfetchmail.engine.policy import Selection
+from pyfetchmail.engine.stats import Counters
 from pyfetchmail.protocols.base import FolderListing, MessageRef
-from pyfetchmail.uidstore import UidStore
+from pyfetchmail.state.uidstore import UidStore
 
 __all__ = ["FolderRecord"]
 
@@ -90,7 +90,7 @@ class FolderRecord:
     def _imap_baseline(self, listing: FolderListing) -> tuple[set[str], set[str], bool]:
         """Known UIDs, pending deletions and whether a UID baseline exists.
 
-        Rule (documented in :mod:`pyfetchmail.fetch`): no recorded UIDVALIDITY
+        Rule (documented in :mod:`pyfetchmail.engine.poll`): no recorded UIDVALIDITY
         or a changed one means the recorded UIDs say nothing; that pass falls
         back to ``\\Seen`` and the folder is re-recorded under the new value.
         """

@@ -1,9 +1,9 @@
-"""Deferred-deletion bookkeeping for one session of :mod:`pyfetchmail.fetch_session`.
+"""Deferred-deletion bookkeeping for one session of :mod:`pyfetchmail.engine.session`.
 
 Deletions may be confirmed late (POP3 pipelines DELE behind RETRs; see
 :mod:`pyfetchmail.protocols.base`).  :class:`DeletionQueue` sends the
 deletion marks, learns the server's replies and keeps the log in message
-order.  Invariants (the safety rules are those of :mod:`pyfetchmail.fetch`):
+order.  Invariants (the safety rules are those of :mod:`pyfetchmail.engine.poll`):
 
 - A deletion counts (``deleted``, POP3 ``uncommitted``, IMAP expunge
   bookkeeping) and its message is logged `` flushed`` only once the
@@ -11,7 +11,7 @@ order.  Invariants (the safety rules are those of :mod:`pyfetchmail.fetch`):
 - A refused deletion leaves the UID pending (recorded before the DELE,
   Rule 2): the message is logged `` not flushed`` and deleted on the next
   poll.
-- Per-message lines wait in :class:`~pyfetchmail.fetch_report.PendingLines`
+- Per-message lines wait in :class:`~pyfetchmail.engine.report.PendingLines`
   and are emitted in message order, each exactly once, even when the
   session fails (unconfirmed = not flushed).
 - Every reply is collected by :meth:`DeletionQueue.end_of_folder`, hence
@@ -26,9 +26,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from pyfetchmail import fetch_report as report
+from pyfetchmail.engine import report
+from pyfetchmail.engine.stats import Counters
 from pyfetchmail.errors import DeliveryError, FetchmailError, LocalIOError
-from pyfetchmail.fetch_types import Counters
 from pyfetchmail.protocols.base import DeletionReply, MailSession, MessageRef
 
 __all__ = ["DeletionQueue"]

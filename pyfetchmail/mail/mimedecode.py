@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from pyfetchmail.delivery.headers import field_name, field_value
+from pyfetchmail.mail.headers import field_name, field_value
 
 __all__ = ["DecodePlan", "decode_body", "plan_decode"]
 

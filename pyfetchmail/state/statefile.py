@@ -1,4 +1,4 @@
-"""Crash-safe file primitives for the UID state (:mod:`pyfetchmail.uidstore`).
+"""Crash-safe file primitives for the UID state (:mod:`pyfetchmail.state.uidstore`).
 
 - :func:`write_atomic`: ``<file>_`` created exclusively with mode 0600 (after
   unlinking any old one, so a planted symlink is never followed), written,

@@ -1,6 +1,6 @@
 """Pure decisions of the fetch engine: is a message new, fetch it, what to do after.
 
-Nothing here performs I/O; the engine (:mod:`pyfetchmail.fetch`) executes.
+Nothing here performs I/O; the engine (:mod:`pyfetchmail.engine.poll`) executes.
 The rules are fetchmail 6.4's (spec §6.8, §6.3, §6.11) plus two documented
 improvements:
 

@@ -1,17 +1,17 @@
-"""The executor behind :func:`pyfetchmail.fetch.process_session`: one open session.
+"""The executor behind :func:`pyfetchmail.engine.poll.process_session`: one open session.
 
-For every folder: select → decide (:mod:`pyfetchmail.policy`) → act on
+For every folder: select → decide (:mod:`pyfetchmail.engine.policy`) → act on
 messages that need no fetch (pending deletions, ``flush``, oversized) →
 retrieve → prepare → deliver → decide → record → act.  The safety
-invariants it keeps are stated in :mod:`pyfetchmail.fetch`; the places that
+invariants it keeps are stated in :mod:`pyfetchmail.engine.poll`; the places that
 implement them are marked "Rule N".
 
 Its parts: what the recorded state says about a listing and every state
-write is :mod:`pyfetchmail.fetch_state`; prepare → deliver → bounce of one
-message is :mod:`pyfetchmail.fetch_delivery`; deletion marks, their
+write is :mod:`pyfetchmail.engine.record`; prepare → deliver → bounce of one
+message is :mod:`pyfetchmail.engine.deliver`; deletion marks, their
 (possibly late) confirmations and the message-ordered log are
-:mod:`pyfetchmail.fetch_deletions`.  Invariants kept here: a message's
-server action follows :func:`pyfetchmail.policy.disposition` of its fate;
+:mod:`pyfetchmail.engine.deletions`.  Invariants kept here: a message's
+server action follows :func:`pyfetchmail.engine.policy.disposition` of its fate;
 every message's log lines go through the deletion queue, which is settled
 at the end of each folder (before QUIT / EXPUNGE) or given up when the
 session fails.
@@ -23,26 +23,25 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from pyfetchmail import fetch_report as report
-from pyfetchmail import policy, progress
-from pyfetchmail.errors import ServerError
-from pyfetchmail.fetch_deletions import DeletionQueue
-from pyfetchmail.fetch_delivery import MessageDelivery
-from pyfetchmail.fetch_state import FolderRecord
-from pyfetchmail.fetch_types import (
+from pyfetchmail.engine import policy, progress, report
+from pyfetchmail.engine.deletions import DeletionQueue
+from pyfetchmail.engine.deliver import MessageDelivery
+from pyfetchmail.engine.policy import Action, Fate, Selection
+from pyfetchmail.engine.record import FolderRecord
+from pyfetchmail.engine.stats import (
     Counters,
     DeliverySink,
     MessageOrigin,
     OversizedMessage,
     PollStats,
 )
-from pyfetchmail.message import SpooledMessage
-from pyfetchmail.policy import Action, Fate, Selection
+from pyfetchmail.errors import ServerError
+from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.protocols.base import FolderListing, MailSession, MessageRef
 
 if TYPE_CHECKING:
     from pyfetchmail.config.model import Query
-    from pyfetchmail.fetch import PollContext
+    from pyfetchmail.engine.poll import PollContext
 
 __all__ = ["SessionRun"]
 

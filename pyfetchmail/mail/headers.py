@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from pyfetchmail import __version__
 
 if TYPE_CHECKING:
-    from pyfetchmail.delivery.prepare import TraceInfo
+    from pyfetchmail.mail.prepare import TraceInfo
 
 __all__ = [
     "ADDRESS_HEADERS",

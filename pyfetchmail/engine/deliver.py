@@ -1,9 +1,9 @@
-"""One fetched message through prepare → deliver → bounce, to a :class:`~pyfetchmail.policy.Fate`.
+"""One fetched message through prepare → deliver → bounce, to a :class:`~.policy.Fate`.
 
 :class:`MessageDelivery` is the delivery step of
-:mod:`pyfetchmail.fetch_session`; what happens to the message on the server
-afterwards is the caller's decision (:func:`pyfetchmail.policy.disposition`).
-Invariants (the rules are those of :mod:`pyfetchmail.fetch`):
+:mod:`pyfetchmail.engine.session`; what happens to the message on the server
+afterwards is the caller's decision (:func:`pyfetchmail.engine.policy.disposition`).
+Invariants (the rules are those of :mod:`pyfetchmail.engine.poll`):
 
 - Rule 1: only the sink's ``Outcome.ACCEPTED`` yields ``Fate.DELIVERED``
   (SMTP 250, LMTP 250 for every recipient, MDA exit 0); a temporary
@@ -12,7 +12,7 @@ Invariants (the rules are those of :mod:`pyfetchmail.fetch`):
 - UW-IMAP's pseudo message (spec §5.2 step 12) is ``RETAINED``, never
   delivered.
 - A refused message is bounced at most once: the bounce is recorded in the
-  sidecar (:meth:`~pyfetchmail.fetch_state.FolderRecord.record_bounced`).
+  sidecar (:meth:`~pyfetchmail.engine.record.FolderRecord.record_bounced`).
 - The prepared copy is always closed; *msg* itself belongs to the caller.
 """
 
@@ -21,17 +21,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from pyfetchmail import policy
 from pyfetchmail.delivery.base import DeliveryResult, Outcome
-from pyfetchmail.fetch_state import FolderRecord
-from pyfetchmail.fetch_types import BounceRequest, DeliverySink, MessageOrigin, PreparedLike
-from pyfetchmail.message import SpooledMessage
-from pyfetchmail.policy import Fate
+from pyfetchmail.engine import policy
+from pyfetchmail.engine.policy import Fate
+from pyfetchmail.engine.record import FolderRecord
+from pyfetchmail.engine.stats import BounceRequest, DeliverySink, MessageOrigin, PreparedLike
+from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.protocols.base import MessageRef
 
 if TYPE_CHECKING:
     from pyfetchmail.config.model import Query
-    from pyfetchmail.fetch import PollContext
+    from pyfetchmail.engine.poll import PollContext
 
 __all__ = ["MessageDelivery"]
 

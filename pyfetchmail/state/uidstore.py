@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyfetchmail.errors import LocalIOError
-from pyfetchmail.statefile import FileSystem, read_text, write_atomic
+from pyfetchmail.state.statefile import FileSystem, read_text, write_atomic
 
 __all__ = [
     "JOURNAL_SUFFIX",

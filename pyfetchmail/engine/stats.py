@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from pyfetchmail.delivery.base import Delivery, DeliveryResult, Envelope
 from pyfetchmail.errors import FetchmailError
-from pyfetchmail.message import SpooledMessage
+from pyfetchmail.mail.message import SpooledMessage
 
 if TYPE_CHECKING:
     from pyfetchmail.config.model import Query
-    from pyfetchmail.fetch import PollContext
+    from pyfetchmail.engine.poll import PollContext
 
 __all__ = [
     "BounceRequest",
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class PreparedLike(Protocol):
-    """What :func:`pyfetchmail.delivery.prepare.prepare_message` returns."""
+    """What :func:`pyfetchmail.mail.prepare.prepare_message` returns."""
 
     @property
     def message(self) -> SpooledMessage: ...

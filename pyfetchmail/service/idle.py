@@ -4,17 +4,17 @@ Responsibility: keep one IMAP session open, process the folder, and wait for
 new mail with IDLE (RFC 2177) instead of polling; reconnect with bounded
 exponential backoff when the connection drops.
 
-Contract with :mod:`pyfetchmail.daemon` (one thread per IDLE query)::
+Contract with :mod:`pyfetchmail.service.daemon` (one thread per IDLE query)::
 
     run_idle(query, ctx, *, stop, wake=None, settings=IdleSettings(), process=None)
 
-- *ctx* is the query's :class:`pyfetchmail.fetch.PollContext`; the session
+- *ctx* is the query's :class:`pyfetchmail.engine.poll.PollContext`; the session
   comes from ``ctx.source_factory(query, ctx.password, ctx).open()``.
 - *stop* (:class:`threading.Event`) ends the loop: an ongoing IDLE is ended
   with DONE, pending deletions are expunged, and the session logs out.
 - *wake* (optional event, set on SIGUSR1) makes the loop re-process at once;
   the loop clears it.
-- *process* defaults to :func:`pyfetchmail.fetch.process_session`, which
+- *process* defaults to :func:`pyfetchmail.engine.poll.process_session`, which
   opens the delivery (SMTP/LMTP/MDA) on first use and closes it before
   returning, so no delivery connection is held while idling.
 
@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from pyfetchmail.config.model import Query
+from pyfetchmail.engine.poll import PollContext, process_session
 from pyfetchmail.errors import DeliveryError, FetchmailError, LocalIOError
-from pyfetchmail.fetch import PollContext, process_session
 from pyfetchmail.protocols.base import MailSession
 
 __all__ = ["IdleCapable", "IdleSettings", "run_idle"]

@@ -25,7 +25,7 @@ from pyfetchmail.exitcodes import ExitCode
 from pyfetchmail.protocols.base import MailSession, MailSource
 
 if TYPE_CHECKING:
-    from pyfetchmail.fetch import PollContext
+    from pyfetchmail.engine.poll import PollContext
 
 __all__ = ["AutoSource", "UnsupportedProtocolError", "open_source"]
 

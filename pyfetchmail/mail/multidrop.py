@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pyfetchmail.config.model import Server, User
-from pyfetchmail.delivery.headers import all_addresses, field_name, field_value
+from pyfetchmail.mail.headers import all_addresses, field_name, field_value
 
 __all__ = ["RecipientMatch", "find_recipients", "is_server_alias", "map_address"]
 
@@ -171,7 +171,7 @@ def find_recipients(
     """Find the local recipients of a multidrop message from its header *fields*.
 
     *fields* are logical header lines as from
-    :func:`pyfetchmail.delivery.headers.split_fields` (after rewrite).
+    :func:`pyfetchmail.mail.headers.split_fields` (after rewrite).
     """
     addresses = _envelope_addresses(fields, server, truename)
     envelope_found = bool(addresses)
