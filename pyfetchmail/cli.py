@@ -23,22 +23,24 @@ Invariants:
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from pyfetchmail.config.dump import LoadResultLike, configdump
-from pyfetchmail.config.model import Auth, BadHeader, Protocol
+from pyfetchmail.config.dump import configdump
+from pyfetchmail.config.model import Auth, BadHeader, MailProtocol
 from pyfetchmail.config.overrides import CommandLineOptions
-from pyfetchmail.config.versiondump import version_banner, version_dump
 from pyfetchmail.errors import ConfigError, FetchmailError
 from pyfetchmail.exitcodes import ExitCode
+from pyfetchmail.service.versiondump import version_banner, version_dump
+
+if TYPE_CHECKING:  # a type only: the module itself is imported when the rc file is read
+    from pyfetchmail.config.rcfile import LoadResult
 
 __all__ = [
     "OPTIONS",
@@ -190,7 +192,7 @@ _ALL_LONGS = tuple(name for spec in OPTIONS for name in spec.longs)
 # -S, -m and --bsmtp each name the delivery target; fetchmail allows one.
 _SINK_DESTS = frozenset({"smtphosts", "mda", "bsmtp"})
 
-_PROTOCOLS = {p.value: p for p in Protocol}
+_PROTOCOLS = {p.value: p for p in MailProtocol}
 
 # CLI --auth spellings (options.c): case-sensitive except "external";
 # "kerberos" means v5 on the command line (the rc file says v4).
@@ -419,7 +421,7 @@ def _apply_protocol(values: dict[str, Any], arg: str) -> None:
     if protocol is None:
         raise UsageError(f"Invalid protocol `{arg}' specified.")
     values["protocol"] = protocol
-    if protocol is Protocol.KPOP:
+    if protocol is MailProtocol.KPOP:
         values["service"] = "kpop"
         values["auth"] = Auth.KERBEROS_V5
 
@@ -458,24 +460,22 @@ def parse_args(argv: Sequence[str]) -> CommandLineOptions:
 
 # --- main -----------------------------------------------------------------
 
-LoadConfig = Callable[..., LoadResultLike]
+
+def _load_config(options: CommandLineOptions) -> LoadResult:
+    """Load the rc file and apply the command line (:func:`~.config.rcfile.load_config`).
+
+    Imported here rather than at the top, like :func:`_run`'s import: ``--help``
+    and usage errors then answer without loading the parser and the engine.
+    """
+    from pyfetchmail.config.rcfile import load_config
+
+    return load_config(options)
 
 
-def _load_config(options: CommandLineOptions) -> LoadResultLike:
-    """Call ``config.rcfile.load_config`` (imported late: the CLI must start fast)."""
-    rcfile = importlib.import_module("pyfetchmail.config.rcfile")
-    load: LoadConfig = rcfile.load_config
-    return load(options)
+def _run(result: LoadResult, options: CommandLineOptions) -> int:
+    """Hand over to the service layer (:func:`pyfetchmail.service.daemon.run`)."""
+    from pyfetchmail.service.daemon import run
 
-
-def _run(result: LoadResultLike, options: CommandLineOptions) -> int:
-    """Hand over to the daemon; a missing daemon module is an internal error (23)."""
-    try:
-        daemon = importlib.import_module("pyfetchmail.service.daemon")
-    except ImportError:
-        _say("retrieval is not available in this build (pyfetchmail.service.daemon missing)")
-        return int(ExitCode.UNDEFINED)
-    run: Callable[[LoadResultLike, CommandLineOptions], int] = daemon.run
     return int(run(result, options))
 
 

@@ -39,15 +39,15 @@ import re
 import socket
 import sys
 import threading
-from typing import TextIO
+from typing import Protocol, TextIO
 
-from pyfetchmail.config.model import RunControl
-from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.errors import FetchmailError
 
 __all__ = [
     "SYSLOG_ADDRESS_ENV",
     "TRANSCRIPT_LOGGER",
+    "LogOptions",
+    "LogTargets",
     "SecretRedactingFilter",
     "redact",
     "register_secret",
@@ -87,6 +87,29 @@ _PATTERNS = (
     re.compile(r"(\b[Bb]earer[\s=]+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"((?:access|refresh)_token[\"']?\s*[:=]\s*[\"']?)[^\"'\s,&}]+"),
 )
+
+
+class LogOptions(Protocol):
+    """The command-line switches logging depends on (``CommandLineOptions`` has them).
+
+    Structural, so that this leaf module needs nothing from :mod:`pyfetchmail.config`.
+    """
+
+    @property
+    def verbose(self) -> int: ...
+    @property
+    def silent(self) -> bool: ...
+    @property
+    def nodetach(self) -> bool: ...
+
+
+class LogTargets(Protocol):
+    """Where log lines go, from the rc file merged with ``-L`` (``RunControl`` has them)."""
+
+    @property
+    def logfile(self) -> str | None: ...
+    @property
+    def syslog(self) -> bool: ...
 
 
 def register_secret(secret: str | None) -> None:
@@ -138,7 +161,7 @@ class SecretRedactingFilter(logging.Filter):
         return True
 
 
-def _level(options: CommandLineOptions) -> int:
+def _level(options: LogOptions) -> int:
     if options.silent:
         return logging.WARNING
     if options.verbose >= 1:
@@ -177,7 +200,7 @@ def _logfile_handler(path: str) -> logging.Handler | None:
     return handler
 
 
-def setup_logging(options: CommandLineOptions, run: RunControl) -> None:
+def setup_logging(options: LogOptions, run: LogTargets) -> None:
     """Configure the ``pyfetchmail`` logger tree for this run.
 
     Replaces any handlers installed earlier (the function is called again

@@ -28,11 +28,19 @@ import sys
 from typing import Protocol as TypingProtocol
 
 from pyfetchmail.auth.netrc import NetrcEntry, find_password, read_netrc
-from pyfetchmail.config.model import Protocol, Query
+from pyfetchmail.config.model import MailProtocol, Query
 from pyfetchmail.errors import AuthError
 from pyfetchmail.log import register_secret
 
-__all__ = ["KEYRING_SERVICE", "HasNetrcPath", "resolve_password"]
+__all__ = [
+    "KEYRING_SERVICE",
+    "Credentials",
+    "FixedSecret",
+    "HasNetrcPath",
+    "as_credentials",
+    "resolve_credentials",
+    "resolve_password",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +101,7 @@ def resolve_password(
     if user.password is not None:
         register_secret(user.password)
         return user.password
-    if not server.auth.needs_password or server.protocol is Protocol.ETRN:
+    if not server.auth.needs_password or server.protocol is MailProtocol.ETRN:
         return user.remote
     found = find_password(_netrc_entries(identity.netrc), server.pollname, user.remote, server.via)
     if found is not None:
@@ -123,3 +131,45 @@ def _stdin_is_tty() -> bool:
         return sys.stdin is not None and sys.stdin.isatty()
     except (ValueError, OSError):
         return False
+
+
+class Credentials(TypingProtocol):
+    """The seam a mail source logs in through: asked for the secret at each connect.
+
+    A password is fixed for the life of a run; an OAuth2 access token is not
+    (it is refreshed before it expires), which is why a session never keeps
+    the secret from one connect to the next.
+    """
+
+    def secret(self) -> str | None:
+        """The secret to log in with now (``None``: the method needs none)."""
+        ...
+
+
+class FixedSecret:
+    """A secret found once at start-up (rc file, ``.netrc``, keyring, prompt)."""
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret
+
+    def secret(self) -> str | None:
+        return self._secret
+
+    def __repr__(self) -> str:  # never the secret itself
+        return f"FixedSecret({'set' if self._secret is not None else 'none'})"
+
+
+def as_credentials(value: Credentials | str | None) -> Credentials:
+    """*value* as :class:`Credentials`: a plain string (or ``None``) is a fixed secret."""
+    if value is None or isinstance(value, str):
+        return FixedSecret(value)
+    return value
+
+
+def resolve_credentials(
+    query: Query, identity: HasNetrcPath, *, interactive: bool | None = None
+) -> Credentials:
+    """The :class:`Credentials` of *query*: :func:`resolve_password` as a fixed secret."""
+    return FixedSecret(resolve_password(query, identity, interactive=interactive))

@@ -2,7 +2,7 @@
 
 :func:`configdump` reproduces fetchmail's Python-literal dump (read by
 fetchmailconf) byte for byte; it only reads a loaded configuration.  The
-helpers shared with the ``-V`` report (:mod:`pyfetchmail.config.versiondump`)
+helpers shared with the ``-V`` report (:mod:`pyfetchmail.service.versiondump`)
 live here too: the structural types of a load result, feature detection,
 fetchmail's string escaping and protocol naming.
 
@@ -27,7 +27,7 @@ from pyfetchmail.config.model import (
     Auth,
     BadHeader,
     Config,
-    Protocol,
+    MailProtocol,
     Server,
     User,
 )
@@ -165,16 +165,16 @@ class _Writer:
 
 def protocol_name(server: Server) -> str:
     """fetchmail's showproto(): sdps and kpop are POP3 with options."""
-    if server.protocol in (Protocol.SDPS, Protocol.KPOP):
+    if server.protocol in (MailProtocol.SDPS, MailProtocol.KPOP):
         return "POP3"
-    if server.protocol is Protocol.AUTO:
+    if server.protocol is MailProtocol.AUTO:
         return "auto"
     return str(server.protocol.value).upper()
 
 
 def service_name(server: Server) -> str | None:
     """The service to show: kpop implies service ``kpop`` as in fetchmail."""
-    if server.service is None and server.protocol is Protocol.KPOP:
+    if server.service is None and server.protocol is MailProtocol.KPOP:
         return "kpop"
     return server.service
 

@@ -29,8 +29,8 @@ __all__ = [
     "Auth",
     "BadHeader",
     "Config",
+    "MailProtocol",
     "NameMapping",
-    "Protocol",
     "Query",
     "RunControl",
     "Server",
@@ -43,7 +43,7 @@ DEFAULT_FETCHSIZELIMIT = 100
 DEFAULT_FASTUIDL = 4
 
 
-class Protocol(enum.Enum):
+class MailProtocol(enum.Enum):
     """``proto`` values; ``.value`` is the lower-case rc keyword."""
 
     AUTO = "auto"
@@ -64,7 +64,7 @@ class Protocol(enum.Enum):
 
 
 _POP3_FAMILY = frozenset(
-    {Protocol.POP3, Protocol.APOP, Protocol.RPOP, Protocol.KPOP, Protocol.SDPS}
+    {MailProtocol.POP3, MailProtocol.APOP, MailProtocol.RPOP, MailProtocol.KPOP, MailProtocol.SDPS}
 )
 
 
@@ -146,7 +146,7 @@ class Server:
     pollname: str
     active: bool = True  # False for ``skip`` entries not named on the command line
     via: str | None = None
-    protocol: Protocol = Protocol.AUTO
+    protocol: MailProtocol = MailProtocol.AUTO
     service: str | None = None  # None = protocol default port
     timeout: int = DEFAULT_TIMEOUT
     interval: int = 0
@@ -256,7 +256,7 @@ class Query:
         """Deletions between expunges (IMAP) / messages per session (POP3); 0 = never."""
         if self.user.expunge is not None:
             return self.user.expunge
-        return 1 if self.server.protocol is Protocol.IMAP else 0
+        return 1 if self.server.protocol is MailProtocol.IMAP else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pyfetchmail.config.model import Auth, BadHeader, Protocol
+from pyfetchmail.config.model import Auth, BadHeader, MailProtocol
 
 __all__ = ["CommandLineOptions", "apply_overrides", "apply_run_overrides"]
 
@@ -60,7 +60,7 @@ class CommandLineOptions:
     softbounce: bool | None = None  # --softbounce / --nosoftbounce
     tracepolls: bool = False
     # Server options
-    protocol: Protocol | None = None
+    protocol: MailProtocol | None = None
     uidl: bool = False
     service: str | None = None  # -P / --service / --port
     auth: Auth | None = None

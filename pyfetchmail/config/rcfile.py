@@ -41,8 +41,8 @@ from pyfetchmail.config.model import (
     Auth,
     BadHeader,
     Config,
+    MailProtocol,
     NameMapping,
-    Protocol,
     Query,
     RunControl,
     Server,
@@ -216,7 +216,7 @@ def _hostname_warnings(queries: list[Query], identity: Identity) -> list[str]:
         f'getaddrinfo failed for "{identity.fetchmailhost}": {identity.fetchmailhost_error}',
         "Cannot find my own host in hosts database to qualify it!",
     ]
-    needs_fqdn = (Protocol.ETRN, Protocol.ODMR)
+    needs_fqdn = (MailProtocol.ETRN, MailProtocol.ODMR)
     if any(
         q.server.active and (q.server.protocol in needs_fqdn or q.server.auth is Auth.KERBEROS_V5)
         for q in queries
@@ -259,7 +259,7 @@ def _merge(defaults: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any
                 merged[key] = list(value)
         elif key not in merged:
             # SDPS is a flag beside protocol POP3 that optmerge does not copy.
-            merged[key] = Protocol.POP3 if value is Protocol.SDPS else value
+            merged[key] = MailProtocol.POP3 if value is MailProtocol.SDPS else value
     return merged
 
 
@@ -304,7 +304,7 @@ def _make_server(entry: RawEntry, srv: dict[str, Any], identity: Identity, activ
         active=active,
         skip=entry.skip,
         via=srv.get("via"),
-        protocol=srv.get("protocol", Protocol.AUTO),
+        protocol=srv.get("protocol", MailProtocol.AUTO),
         service=srv.get("service"),
         # 0 and -1 mean the default; fetchmail would keep other negative values.
         timeout=timeout if timeout > 0 else DEFAULT_TIMEOUT,
@@ -332,7 +332,7 @@ def _make_server(entry: RawEntry, srv: dict[str, Any], identity: Identity, activ
 
 
 def _needs_no_password(server: Server) -> bool:
-    return not server.auth.needs_password or server.protocol is Protocol.ETRN
+    return not server.auth.needs_password or server.protocol is MailProtocol.ETRN
 
 
 def _make_user(usr: dict[str, Any], server: Server, identity: Identity, active: bool) -> User:
@@ -342,7 +342,7 @@ def _make_user(usr: dict[str, Any], server: Server, identity: Identity, active: 
         password = remote  # spec 4.8 item 2: the remote name is the dummy password
     localnames = tuple(usr.get("localnames", ())) or (NameMapping(identity.user, identity.user),)
     fetchdomains = tuple(usr.get("fetchdomains", ()))
-    if not fetchdomains and server.protocol in (Protocol.ETRN, Protocol.ODMR):
+    if not fetchdomains and server.protocol in (MailProtocol.ETRN, MailProtocol.ODMR):
         fetchdomains = (identity.fetchmailhost,)
     expunge = usr.get("expunge")
     return User(

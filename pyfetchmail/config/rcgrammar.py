@@ -38,7 +38,7 @@ from typing import Any
 
 import pyparsing as pp
 
-from pyfetchmail.config.model import Auth, BadHeader, NameMapping, Protocol
+from pyfetchmail.config.model import Auth, BadHeader, MailProtocol, NameMapping
 from pyfetchmail.config.rclexer import KEYWORDS, Token, scan, token_position, token_text
 from pyfetchmail.config.validate import check_interface
 from pyfetchmail.errors import ConfigError
@@ -495,14 +495,14 @@ class _Builder:
         if tok.kind == "KPOP":
             # KPOP = POP3 on the kpop service with Kerberos; a previously
             # forced "password" becomes Kerberos V5 (Debian builds have KRB5).
-            srv["protocol"] = Protocol.POP3
+            srv["protocol"] = MailProtocol.POP3
             if srv.get("auth") is Auth.PASSWORD:
                 srv["auth"] = Auth.KERBEROS_V5
             srv["service"] = "kpop"
         elif tok.kind == "SDPS":
-            srv["protocol"] = Protocol.SDPS
+            srv["protocol"] = MailProtocol.SDPS
         else:
-            assert isinstance(tok.value, Protocol)
+            assert isinstance(tok.value, MailProtocol)
             srv["protocol"] = tok.value
 
     def _user_option(self, kind: str, toks: list[Token], start: int, end: int) -> bool:

@@ -30,7 +30,7 @@ import logging
 import re
 from typing import NamedTuple
 
-from pyfetchmail.config.model import Auth, Protocol
+from pyfetchmail.config.model import Auth, MailProtocol
 
 __all__ = [
     "KEYWORDS",
@@ -165,10 +165,10 @@ _AUTH_TYPES: dict[str, Auth] = {
 
 # Protocol names: all lower or all upper case only.  kpop and sdps are tokens
 # of their own because the grammar treats them specially.
-_PROTOCOLS: dict[str, Protocol] = {}
-for _p in (Protocol.AUTO, Protocol.POP2, Protocol.POP3, Protocol.IMAP):
+_PROTOCOLS: dict[str, MailProtocol] = {}
+for _p in (MailProtocol.AUTO, MailProtocol.POP2, MailProtocol.POP3, MailProtocol.IMAP):
     _PROTOCOLS[_p.value] = _PROTOCOLS[_p.value.upper()] = _p
-for _p in (Protocol.APOP, Protocol.RPOP, Protocol.ETRN, Protocol.ODMR):
+for _p in (MailProtocol.APOP, MailProtocol.RPOP, MailProtocol.ETRN, MailProtocol.ODMR):
     _PROTOCOLS[_p.value] = _PROTOCOLS[_p.value.upper()] = _p
 _SPECIAL_PROTOCOLS = {"kpop": "KPOP", "KPOP": "KPOP", "sdps": "SDPS", "SDPS": "SDPS"}
 
@@ -207,14 +207,14 @@ _C_ESCAPES = {"\\": "\\", "n": "\n", "t": "\t", "b": "\b", "r": "\r"}
 
 _INITIAL, _NAME, _AUTH = 0, 1, 2
 
-TokenValue = str | int | Auth | Protocol | None
+TokenValue = str | int | Auth | MailProtocol | None
 
 
 class Token(NamedTuple):
     """One scanner token (a NamedTuple: tens of thousands are made per file).
 
     *kind* is fetchmail's token name (``"POLL"``, ``"STRING"``, ``"NUMBER"`` ...);
-    *value* the decoded string, the integer, or the :class:`Auth`/:class:`Protocol`;
+    *value* the decoded string, the integer, or the :class:`Auth`/:class:`MailProtocol`;
     *line* fetchmail's line counter; *start*/*end* the offsets of the raw
     text in the source (see :func:`token_text` and :func:`token_position`).
     """

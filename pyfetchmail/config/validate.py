@@ -17,7 +17,7 @@ import re
 import socket
 from collections.abc import Iterable
 
-from pyfetchmail.config.model import Auth, Protocol, Query, RunControl
+from pyfetchmail.config.model import Auth, MailProtocol, Query, RunControl
 from pyfetchmail.errors import ConfigError
 
 __all__ = ["check_interface", "service_port", "validate_queries"]
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 _C_SPACE = " \t\n\r\f\v"
 _STRTOUL = re.compile(r"[ \t\n\r\f\v]*([+-]?)([0-9]+)[ \t\n\r\f\v]*")
-_POP3_LIKE = frozenset({Protocol.POP3, Protocol.APOP, Protocol.SDPS, Protocol.KPOP})
+_POP3_LIKE = frozenset({MailProtocol.POP3, MailProtocol.APOP, MailProtocol.SDPS, MailProtocol.KPOP})
 
 
 def check_interface(value: str) -> None:
@@ -104,12 +104,12 @@ def _check_ports(query: Query, warnings: list[str]) -> None:
             warnings.append(f"{prefix} --ssl for port 995/service pop3s.")
         if port == 110 and user.ssl:
             warnings.append(f"{prefix} port 995/service pop3s for --ssl.")
-    elif server.protocol is Protocol.IMAP:
+    elif server.protocol is MailProtocol.IMAP:
         if port == 993 and not user.ssl:
             warnings.append(f"{prefix} --ssl for port 993/service imaps.")
         if port == 143 and user.ssl:
             warnings.append(f"{prefix} port 993/service imaps for --ssl.")
-    if server.protocol is Protocol.RPOP and port >= 1024:
+    if server.protocol is MailProtocol.RPOP and port >= 1024:
         raise ConfigError(
             f"fetchmail: {server.pollname} configuration invalid, RPOP requires a privileged port"
         )

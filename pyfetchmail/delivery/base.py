@@ -18,6 +18,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pyfetchmail.mail.envelope import Envelope
 from pyfetchmail.mail.message import SpooledMessage
 
 __all__ = ["Delivery", "DeliveryResult", "Envelope", "Outcome", "RecipientResult"]
@@ -29,14 +30,6 @@ class Outcome(enum.Enum):
     ACCEPTED = "accepted"  # positively acknowledged: may be deleted on the server
     TEMPFAIL = "tempfail"  # 4xx, MDA failure, connection trouble: keep, retry later
     PERMFAIL = "permfail"  # 5xx / antispam: bounce; delete only without softbounce
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """Envelope of one delivery: sender (``""`` for ``<>``) and RCPT addresses."""
-
-    sender: str
-    recipients: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

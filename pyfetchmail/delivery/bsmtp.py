@@ -28,6 +28,7 @@ from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome
 from pyfetchmail.errors import BsmtpError
 from pyfetchmail.mail.headers import BodyType, body_type, rcpt_address, split_fields
 from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.state.statefile import write_all
 
 __all__ = ["BsmtpDelivery", "bsmtp_record"]
 
@@ -97,7 +98,7 @@ class BsmtpDelivery:
                 start = None  # a FIFO or terminal: nothing to cut back
             try:
                 for chunk in record:
-                    _write_all(fd, chunk)
+                    write_all(fd, chunk)
                 _fsync(fd)
             except OSError as exc:
                 # All or nothing: cut the partial record off again.
@@ -112,13 +113,6 @@ class BsmtpDelivery:
     def _failed(self, exc: OSError) -> DeliveryResult:
         log.warning("BSMTP write to %s failed: %s", self.path, exc)
         return DeliveryResult(Outcome.TEMPFAIL, 0, f"BSMTP write failed: {exc}", where=self.path)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _fsync(fd: int) -> None:

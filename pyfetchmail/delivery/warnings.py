@@ -19,7 +19,6 @@ Invariants:
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from email.header import Header
 
 from pyfetchmail.config.model import Query, RunControl
 from pyfetchmail.delivery.base import Delivery, DeliveryResult, Envelope, Outcome
+from pyfetchmail.delivery.factory import make_delivery
 from pyfetchmail.errors import FetchmailError
 from pyfetchmail.mail.headers import format_date
 from pyfetchmail.mail.message import SpooledMessage
@@ -179,9 +179,7 @@ def send_warning_mail(query: Query, run: RunControl, fetchmailhost: str, mail: W
     a warning mail must not break the polling loop.
     """
     try:
-        # Imported lazily: the factory imports every sink module.
-        factory = importlib.import_module("pyfetchmail.delivery.factory")
-        sink: Delivery = factory.make_delivery(
+        sink: Delivery = make_delivery(
             query, run, fetchmailhost, server_truename=query.server.queryname
         )
         try:

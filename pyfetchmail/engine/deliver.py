@@ -19,19 +19,18 @@ Invariants (the rules are those of :mod:`pyfetchmail.engine.poll`):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from pyfetchmail.config.model import Query
 from pyfetchmail.delivery.base import DeliveryResult, Outcome
 from pyfetchmail.engine import policy
+from pyfetchmail.engine.context import DeliverySink, PollContext
 from pyfetchmail.engine.policy import Fate
 from pyfetchmail.engine.record import FolderRecord
-from pyfetchmail.engine.stats import BounceRequest, DeliverySink, MessageOrigin, PreparedLike
+from pyfetchmail.engine.stats import BounceRequest
 from pyfetchmail.mail.message import SpooledMessage
+from pyfetchmail.mail.prepare import PreparedMessage
+from pyfetchmail.mail.trace import TraceInfo
 from pyfetchmail.protocols.base import MessageRef
-
-if TYPE_CHECKING:
-    from pyfetchmail.config.model import Query
-    from pyfetchmail.engine.poll import PollContext
 
 __all__ = ["MessageDelivery"]
 
@@ -48,7 +47,7 @@ class MessageDelivery:
         self._previous_digest: bytes | None = None  # multidrop duplicate check
 
     def deliver(
-        self, ref: MessageRef, msg: SpooledMessage, origin: MessageOrigin
+        self, ref: MessageRef, msg: SpooledMessage, origin: TraceInfo
     ) -> tuple[Fate, DeliveryResult | None]:
         """The fate of *msg* (message *ref*, from *origin*) and the sink's result, if any."""
         result: DeliveryResult | None = None
@@ -81,7 +80,7 @@ class MessageDelivery:
                 prepared.message.close()
 
     def _maybe_bounce(
-        self, ref: MessageRef, prepared: PreparedLike, result: DeliveryResult
+        self, ref: MessageRef, prepared: PreparedMessage, result: DeliveryResult
     ) -> None:
         if result.outcome is Outcome.PERMFAIL:
             code = result.code

@@ -50,48 +50,32 @@ fetched, not acknowledged, messages), NOMAIL otherwise, MAXFETCH when
 
 from __future__ import annotations
 
-import importlib
 import logging
-import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import Any
 
 from pyfetchmail import __version__
-from pyfetchmail.config.model import Query, RunControl
-from pyfetchmail.config.overrides import CommandLineOptions
-from pyfetchmail.delivery.base import Delivery
+from pyfetchmail.config.model import Query
 from pyfetchmail.engine import report
+from pyfetchmail.engine.context import DeliverySink, PollContext, close_quietly
 from pyfetchmail.engine.session import SessionRun
-from pyfetchmail.engine.stats import (
-    BounceRequest,
-    DeliverySink,
-    MessageOrigin,
-    OversizedMessage,
-    PollStats,
-    PreparedLike,
-)
+from pyfetchmail.engine.stats import BounceRequest, OversizedMessage, PollStats
 from pyfetchmail.errors import (
     ConnectTimeout,
     DeliveryError,
-    DNSError,
     FetchmailError,
     LocalIOError,
     ServerLockBusy,
     ServerTimeout,
 )
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.mail.message import SpooledMessage
-from pyfetchmail.protocols.base import MailSession, MailSource
-from pyfetchmail.state.uidstore import UidStore
+from pyfetchmail.protocols.base import MailSession, MailSource, SessionProtocol
 
 __all__ = [
     "BounceRequest",
-    "MessageOrigin",
     "OversizedMessage",
     "PollContext",
     "PollStats",
+    "commit_pop3",
     "poll_query",
     "process_session",
 ]
@@ -101,107 +85,8 @@ log = logging.getLogger(__name__)
 #: fetchmail retries a LOCKBUSY between POP3 ``expunge`` sub-sessions 5 times, 3 s apart.
 RELOCK_TRIES = 5
 RELOCK_PAUSE = 3.0
-#: ``Too many mails skipped`` threshold (spec §6.8 step 7).
+#: ``Too many mails skipped`` threshold (fetchmail's report after 20 skipped messages).
 TRANSIENT_REPORT = 20
-
-
-def _default_source(query: Query, password: str | None, ctx: PollContext) -> MailSource:
-    from pyfetchmail.protocols.sources import open_source
-
-    return open_source(query, password, ctx)
-
-
-def _default_delivery(query: Query, ctx: PollContext, truename: str) -> Delivery:
-    mod: Any = importlib.import_module("pyfetchmail.delivery.factory")
-    delivery: Delivery = mod.make_delivery(
-        query, ctx.run, ctx.fetchmailhost, server_truename=truename
-    )
-    return delivery
-
-
-def _origin_fields(origin: MessageOrigin) -> dict[str, Any]:
-    """The origin's fields by name (a shallow copy; ``asdict`` deep-copies per message)."""
-    return {f.name: getattr(origin, f.name) for f in fields(origin)}
-
-
-def _default_prepare(
-    msg: SpooledMessage,
-    query: Query,
-    ctx: PollContext,
-    origin: MessageOrigin,
-    previous_digest: bytes | None,
-) -> PreparedLike:
-    mod: Any = importlib.import_module("pyfetchmail.mail.prepare")
-    prepared: PreparedLike = mod.prepare_message(
-        msg,
-        query,
-        ctx.run,
-        mod.TraceInfo(**_origin_fields(origin)),
-        previous_digest=previous_digest,
-    )
-    return prepared
-
-
-def _default_bounce(req: BounceRequest, ctx: PollContext) -> None:
-    try:
-        mod: Any = importlib.import_module("pyfetchmail.delivery.bounce")
-    except ImportError:
-        log.warning("bounce for %s not sent: bounce support is not available", req.query.label)
-        return
-    try:
-        mod.send_bounce(
-            req.message,
-            req.envelope,
-            req.result,
-            query=req.query,
-            run=ctx.run,
-            fetchmailhost=req.fetchmailhost,
-            reason=req.reason,
-        )
-    except (FetchmailError, OSError) as exc:
-        log.warning("bounce for %s could not be sent: %s", req.query.label, exc)
-
-
-def _default_truename(query: Query) -> str:
-    """Canonical DNS name of the server (spec §5.1); the queryname with ``no dns``."""
-    name = query.server.queryname
-    if not query.server.dns or query.server.plugin:
-        return name
-    try:
-        infos = socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME)
-    except (OSError, UnicodeError) as exc:
-        raise DNSError(
-            f"couldn't find canonical DNS name of {query.server.pollname} ({name}): {exc}"
-        ) from exc
-    return next((info[3] for info in infos if info[3]), name)
-
-
-@dataclass(frozen=True, slots=True)
-class PollContext:
-    """Everything a poll needs besides the query; tests inject fakes for the factories."""
-
-    run: RunControl
-    options: CommandLineOptions
-    identity: Any  # pyfetchmail.config.env.Identity
-    uidstore: UidStore
-    password: str | None = None
-    daemon: bool = False
-    source_factory: Callable[[Query, str | None, PollContext], MailSource] = _default_source
-    delivery_factory: Callable[[Query, PollContext, str], Delivery] = _default_delivery
-    prepare: Callable[
-        [SpooledMessage, Query, PollContext, MessageOrigin, bytes | None], PreparedLike
-    ] = _default_prepare
-    bounce: Callable[[BounceRequest, PollContext], None] = _default_bounce
-    resolve_truename: Callable[[Query], str] = _default_truename
-    sleep: Callable[[float], None] = time.sleep
-    #: Called once per poll with what it did (e.g. for oversized-message warnings).
-    on_stats: Callable[[Query, PollStats], None] | None = None
-
-    @property
-    def fetchmailhost(self) -> str:
-        """This host's name as used in Received headers and bounces."""
-        name = getattr(self.identity, "fetchmailhost", None)
-        return str(name) if name else socket.gethostname()
 
 
 def process_session(
@@ -265,14 +150,6 @@ def commit_pop3(stats: PollStats, query: Query, ctx: PollContext) -> None:
     store.save()
 
 
-def _close(session: MailSession, *, commit: bool) -> None:
-    """Best-effort close after a failure; its own errors must not hide the first one."""
-    try:
-        session.close(commit=commit)
-    except (FetchmailError, OSError) as exc:
-        log.debug("closing the session failed: %s", exc)
-
-
 def _open(source: MailSource, ctx: PollContext, *, retry_lock: bool) -> MailSession:
     tries = RELOCK_TRIES if retry_lock else 1
     for attempt in range(1, tries + 1):
@@ -298,14 +175,14 @@ def poll_query(query: Query, ctx: PollContext) -> int:
               __version__, query.server.pollname, proto, time.ctime())  # fmt: skip
     try:
         truename = ctx.resolve_truename(query)
-        source = ctx.source_factory(query, ctx.password, ctx)
+        source = ctx.open_source(query)
         sink = DeliverySink(query, ctx, truename)
         try:
             first = True
             while True:
                 session = _open(source, ctx, retry_lock=not first)
                 first = False
-                if session.protocol_name.upper() != "IMAP" and (not user.keep or user.flush):
+                if session.protocol_name != SessionProtocol.IMAP and (not user.keep or user.flush):
                     split = user.expunge or 0
                 budget = user.fetchlimit - fetched if user.fetchlimit > 0 else None
                 try:
@@ -317,13 +194,13 @@ def poll_query(query: Query, ctx: PollContext) -> int:
                 except (DeliveryError, LocalIOError):
                     # Our side failed, the connection is fine: QUIT commits only
                     # deletions already recorded (Rule 2), so commit them.
-                    _close(session, commit=True)
+                    close_quietly(session, commit=True)
                     raise
                 except BaseException:
-                    _close(session, commit=False)
+                    close_quietly(session, commit=False)
                     raise
                 session.close(commit=True)
-                if session.protocol_name.upper() != "IMAP":
+                if session.protocol_name != SessionProtocol.IMAP:
                     commit_pop3(stats, query, ctx)
                 fetched += stats.fetched
                 new += stats.new

@@ -21,27 +21,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from pyfetchmail.config.model import Query
 from pyfetchmail.engine import policy, progress, report
+from pyfetchmail.engine.context import DeliverySink, PollContext
 from pyfetchmail.engine.deletions import DeletionQueue
 from pyfetchmail.engine.deliver import MessageDelivery
 from pyfetchmail.engine.policy import Action, Fate, Selection
 from pyfetchmail.engine.record import FolderRecord
-from pyfetchmail.engine.stats import (
-    Counters,
-    DeliverySink,
-    MessageOrigin,
-    OversizedMessage,
-    PollStats,
-)
+from pyfetchmail.engine.stats import Counters, OversizedMessage, PollStats
 from pyfetchmail.errors import ServerError
 from pyfetchmail.mail.message import SpooledMessage
-from pyfetchmail.protocols.base import FolderListing, MailSession, MessageRef
-
-if TYPE_CHECKING:
-    from pyfetchmail.config.model import Query
-    from pyfetchmail.engine.poll import PollContext
+from pyfetchmail.mail.trace import TraceInfo
+from pyfetchmail.protocols.base import FolderListing, MailSession, MessageRef, SessionProtocol
 
 __all__ = ["SessionRun"]
 
@@ -76,7 +68,7 @@ class SessionRun:
         self.c = Counters()
         user = query.user
         self.remote, self.host = user.remote, query.server.queryname
-        self.imap = session.protocol_name.upper() == "IMAP"
+        self.imap = session.protocol_name == SessionProtocol.IMAP
         self.check = ctx.options.check
         self.flags = policy.Flags(
             keep=user.keep,
@@ -140,26 +132,10 @@ class SessionRun:
                 break
 
     def _stats(self) -> PollStats:
-        c = self.c
-        return PollStats(
-            messages=c.messages,
-            new=c.new,
-            fetched=c.fetched,
-            delivered=c.delivered,
-            refused=c.refused,
-            transient=c.transient,
-            deleted=c.deleted,
-            oversized=tuple(c.oversized),
-            fetchlimit_reached=c.fetchlimit_reached,
-            fetchlimit_left=c.fetchlimit_left,
-            split_pending=c.split_pending,
-            uncommitted=frozenset(c.uncommitted),
-            left=frozenset(c.left),
-            present=frozenset(c.present) if c.present is not None else None,
-        )
+        return self.c.freeze()
 
     def _stopped(self) -> bool:
-        return self.c.fetchlimit_reached or self.c.split_pending
+        return self.c.fetchlimit_reached or self.c.split_pending or self.ctx.stop.is_set()
 
     # -- one folder -----------------------------------------------------------
 
@@ -252,7 +228,7 @@ class SessionRun:
             self.c.fetchlimit_reached = False
             todo = todo[: self.split_after]
         failures_in_a_row = 0
-        while todo:
+        while todo and not self.ctx.stop.is_set():
             done = 0
             it: Iterator[tuple[MessageRef, SpooledMessage]] = iter(self.session.retrieve(todo))
             try:
@@ -283,6 +259,8 @@ class SessionRun:
                         self._progress.complete(ref)
                     with msg:
                         self._handle(ref, msg, listing)
+                    if self.ctx.stop.is_set():
+                        break  # asked to stop: the message in flight is done and recorded
                 else:
                     done = len(todo)
             finally:
@@ -359,8 +337,8 @@ class SessionRun:
             self.record.update(keep_only=present)
             self.record.save()
 
-    def _origin(self, listing: FolderListing) -> MessageOrigin:
-        return MessageOrigin(
+    def _origin(self, listing: FolderListing) -> TraceInfo:
+        return TraceInfo(
             server_truename=self.truename,
             # §5.1: with ``no dns`` fetchmail knows no server address (Received: omits it).
             server_address=self.session.peer_address if self.query.server.dns else None,
@@ -370,5 +348,5 @@ class SessionRun:
             remote=self.remote,
             folder=listing.folder if self.imap else None,
             folder_explicit=bool(self.query.user.mailboxes),
-            invoking_user=getattr(self.ctx.identity, "user", None),
+            invoking_user=self.ctx.invoking_user,
         )

@@ -1,64 +1,25 @@
-"""Data passed between the fetch engine's parts: stats, requests, the sink holder.
+"""Data passed between the fetch engine's parts: poll statistics and bounce requests.
 
-Invariant: everything here is plain data (frozen dataclasses) except
-:class:`DeliverySink`, which opens the query's Delivery lazily (fetchmail
-connects to the listener only when a message needs it) and closes it once.
+Invariant: everything here is plain data.  :class:`PollStats` is the frozen
+result of a session or poll; :class:`Counters` is its mutable twin inside a
+session, turned into a :class:`PollStats` by :meth:`Counters.freeze`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field, fields
 
-from pyfetchmail.delivery.base import Delivery, DeliveryResult, Envelope
-from pyfetchmail.errors import FetchmailError
+from pyfetchmail.config.model import Query
+from pyfetchmail.delivery.base import DeliveryResult
+from pyfetchmail.mail.envelope import Envelope
 from pyfetchmail.mail.message import SpooledMessage
-
-if TYPE_CHECKING:
-    from pyfetchmail.config.model import Query
-    from pyfetchmail.engine.poll import PollContext
 
 __all__ = [
     "BounceRequest",
     "Counters",
-    "DeliverySink",
-    "MessageOrigin",
     "OversizedMessage",
     "PollStats",
-    "PreparedLike",
 ]
-
-log = logging.getLogger(__name__)
-
-
-class PreparedLike(Protocol):
-    """What :func:`pyfetchmail.mail.prepare.prepare_message` returns."""
-
-    @property
-    def message(self) -> SpooledMessage: ...
-    @property
-    def envelope(self) -> Envelope: ...
-    @property
-    def warnings(self) -> Sequence[str]: ...
-    @property
-    def refused(self) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class MessageOrigin:
-    """Where a message came from; the fields of ``delivery.prepare.TraceInfo``."""
-
-    server_truename: str
-    server_address: str | None
-    protocol_name: str
-    fetchmailhost: str
-    pollname: str
-    remote: str
-    folder: str | None
-    folder_explicit: bool
-    invoking_user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,28 +66,6 @@ class PollStats:
     timed_out: bool = False  # the poll ended in a server/connect timeout (wedging rule)
 
 
-class DeliverySink:
-    """Opens the query's Delivery on first use and closes it once."""
-
-    def __init__(self, query: Query, ctx: PollContext, truename: str) -> None:
-        self._query, self._ctx, self._truename = query, ctx, truename
-        self._delivery: Delivery | None = None
-
-    def get(self) -> Delivery:
-        if self._delivery is None:
-            self._delivery = self._ctx.delivery_factory(self._query, self._ctx, self._truename)
-        return self._delivery
-
-    def close(self) -> None:
-        if self._delivery is not None:
-            delivery, self._delivery = self._delivery, None
-            try:
-                delivery.close()
-            except (FetchmailError, OSError) as exc:
-                # Every message was acknowledged (or not) before this point.
-                log.debug("closing the delivery failed: %s", exc)
-
-
 @dataclass(slots=True)
 class Counters:
     """Mutable per-session tallies behind :class:`PollStats`."""
@@ -145,3 +84,15 @@ class Counters:
     uncommitted: set[str] = field(default_factory=set)
     present: set[str] | None = None
     left: set[str] = field(default_factory=set)
+
+    def freeze(self) -> PollStats:
+        """The tallies so far as a :class:`PollStats` (sets frozen, lists as tuples)."""
+        values: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, set):
+                value = frozenset(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[f.name] = value
+        return PollStats(**values)  # type: ignore[arg-type]

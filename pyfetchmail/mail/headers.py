@@ -26,12 +26,9 @@ import enum
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from pyfetchmail import __version__
-
-if TYPE_CHECKING:
-    from pyfetchmail.mail.prepare import TraceInfo
+from pyfetchmail.mail.trace import TraceInfo
 
 __all__ = [
     "ADDRESS_HEADERS",

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pyfetchmail.config.model import BadHeader, Query, RunControl
-from pyfetchmail.delivery.base import Envelope
+from pyfetchmail.mail.envelope import Envelope
 from pyfetchmail.mail.headers import (
     ADDRESS_HEADERS,
     ReceivedMode,
@@ -45,6 +45,7 @@ from pyfetchmail.mail.headers import (
 from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.mail.mimedecode import DecodePlan, decode_body, plan_decode
 from pyfetchmail.mail.multidrop import find_recipients
+from pyfetchmail.mail.trace import TraceInfo
 
 __all__ = [
     "BAD_HEADER_REASON",
@@ -71,22 +72,6 @@ _SENDER_HEADERS = (
     (b"apparently-from", False),
 )
 _DOTTED_QUAD = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-
-
-@dataclass(frozen=True, slots=True)
-class TraceInfo:
-    """Facts about the retrieval that go into the Received header and defaults."""
-
-    server_truename: str
-    server_address: str | None
-    protocol_name: str  # "POP3" (also APOP/RPOP/SDPS/KPOP), "IMAP", "ODMR"
-    fetchmailhost: str
-    pollname: str
-    remote: str
-    folder: str | None
-    folder_explicit: bool
-    date: datetime | None = None  # None = now, local time
-    invoking_user: str | None = None  # who runs us: the To: of a synthesised header
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ Invariants every implementation keeps:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
@@ -52,6 +53,7 @@ __all__ = [
     "MailSource",
     "MessageRef",
     "ProgressHook",
+    "SessionProtocol",
 ]
 
 
@@ -107,12 +109,22 @@ class DeletionReply:
         return self.error is None
 
 
+class SessionProtocol(enum.StrEnum):
+    """The protocol an open session speaks, as written in the Received header.
+
+    APOP and RPOP are POP3 logins; ``proto auto`` opens one of the two.
+    """
+
+    POP3 = "POP3"
+    IMAP = "IMAP"
+
+
 class MailSession(Protocol):
     """An authenticated connection to one account."""
 
     @property
-    def protocol_name(self) -> str:
-        """``"POP3"`` or ``"IMAP"``, as written in the Received header."""
+    def protocol_name(self) -> SessionProtocol:
+        """``POP3`` or ``IMAP``, as written in the Received header."""
         ...
 
     @property

@@ -33,14 +33,22 @@ import imaplib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from pyfetchmail.auth.credentials import Credentials, as_credentials
 from pyfetchmail.config.model import DEFAULT_TIMEOUT, Query
 from pyfetchmail.errors import ServerError, ServerLockBusy, SocketError
 from pyfetchmail.mail.message import SpooledMessage
-from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef, ProgressHook
+from pyfetchmail.protocols.base import (
+    DeletionReply,
+    FolderListing,
+    MessageRef,
+    ProgressHook,
+    SessionProtocol,
+)
 from pyfetchmail.protocols.imap_auth import connect
+from pyfetchmail.protocols.imap_client import ImapClientLike, capabilities, drop
 from pyfetchmail.protocols.imap_wire import guard
 
 __all__ = [
@@ -78,7 +86,7 @@ class ImapSource:
     def __init__(
         self,
         query: Query,
-        password: str | None,
+        credentials: Credentials | str | None,
         *,
         timeout: float | None = None,
         check_only: bool = False,
@@ -87,7 +95,7 @@ class ImapSource:
         self.query = query
         # The engine applies UID mode itself; listing is the same either way.
         self.uid_mode = uid_mode
-        self._password = password
+        self._credentials = as_credentials(credentials)  # asked at each open()
         chosen = query.server.timeout if timeout is None else timeout
         # fetchmail: timeout 0 means the default; the timeout cannot be disabled.
         self.timeout: float = chosen if chosen and chosen > 0 else DEFAULT_TIMEOUT
@@ -95,7 +103,7 @@ class ImapSource:
 
     def open(self) -> ImapSession:
         """Connect, upgrade to TLS, authenticate; raise our errors on failure."""
-        client = connect(self.query, self._password, self.timeout)
+        client = connect(self.query, self._credentials.secret(), self.timeout)
         return ImapSession(client, self.query, self.timeout, check_only=self.check_only)
 
 
@@ -120,7 +128,7 @@ def _batches(refs: Sequence[MessageRef]) -> Iterator[list[MessageRef]]:
         yield batch
 
 
-def _body_of(item: dict[bytes, Any]) -> bytes | None:
+def _body_of(item: Mapping[bytes, Any]) -> bytes | None:
     """The ``BODY[...]`` value of one parsed FETCH item (key spelling varies)."""
     for key, value in item.items():
         if isinstance(key, bytes) and key.upper().startswith(b"BODY["):
@@ -143,7 +151,12 @@ class ImapSession:
     """
 
     def __init__(
-        self, client: Any, query: Query, timeout: float | None, *, check_only: bool = False
+        self,
+        client: ImapClientLike,
+        query: Query,
+        timeout: float | None,
+        *,
+        check_only: bool = False,
     ) -> None:
         self._client = client
         self.query = query
@@ -155,9 +168,7 @@ class ImapSession:
         self._replies: list[DeletionReply] = []  # for deletion_replies()
         self._closed = False
         with guard(self.host, timeout):
-            self._caps = frozenset(
-                c.decode("ascii", "replace").upper() for c in client.capabilities()
-            )
+            self._caps = capabilities(client)
             peer = client.socket().getpeername()
         # Through a plugin the socket's peer is our loopback relay, not the server.
         plugin = bool(query.server.plugin)
@@ -166,9 +177,9 @@ class ImapSession:
     # -- MailSession ---------------------------------------------------------------
 
     @property
-    def protocol_name(self) -> str:
-        """``"IMAP"`` (as written in the Received header)."""
-        return "IMAP"
+    def protocol_name(self) -> SessionProtocol:
+        """``IMAP`` (as written in the Received header)."""
+        return SessionProtocol.IMAP
 
     @property
     def peer_address(self) -> str | None:
@@ -384,7 +395,7 @@ class ImapSession:
         finally:
             self._closed = True
             if not logged_out:
-                _shutdown_quietly(self._client)
+                drop(self._client)
 
     # -- IDLE (RFC 2177) -----------------------------------------------------------
 
@@ -436,10 +447,3 @@ class ImapSession:
             if second == b"EXISTS" or (second == b"RECENT" and first != 0):
                 found = True
         return found
-
-
-def _shutdown_quietly(client: Any) -> None:
-    try:
-        client.shutdown()
-    except (OSError, imaplib.IMAP4.error):
-        log.debug("error while closing the IMAP connection", exc_info=True)

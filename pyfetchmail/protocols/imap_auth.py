@@ -27,10 +27,8 @@ import enum
 import imaplib
 import logging
 import socket
+import ssl
 from collections.abc import Iterable
-from typing import Any
-
-from imapclient import IMAPClient
 
 from pyfetchmail.config.model import Auth, Query, User
 from pyfetchmail.errors import AuthError, SocketError
@@ -44,6 +42,7 @@ from pyfetchmail.net.tls import (
     tls_policy,
 )
 from pyfetchmail.protocols import sasl
+from pyfetchmail.protocols.imap_client import ImapClientLike, capabilities, drop, open_client
 from pyfetchmail.protocols.imap_wire import NamedContext, guard, install_transcript, transcript
 
 __all__ = ["Mechanism", "choose_mechanisms", "connect"]
@@ -140,7 +139,9 @@ _NO_SASL_IR = (
 )
 
 
-def _run_mechanism(client: Any, mech: Mechanism, user: str, password: str | None) -> None:
+def _run_mechanism(
+    client: ImapClientLike, mech: Mechanism, user: str, password: str | None
+) -> None:
     """Perform one exchange; imapclient raises LoginError on NO/BAD."""
     secret = password or ""
     if mech is Mechanism.LOGIN:
@@ -158,7 +159,7 @@ def _run_mechanism(client: Any, mech: Mechanism, user: str, password: str | None
 
 
 def _authenticate(
-    client: Any, query: Query, password: str | None, caps: frozenset[str], host: str
+    client: ImapClientLike, query: Query, password: str | None, caps: frozenset[str], host: str
 ) -> None:
     user = query.user.remote
     mechanisms = choose_mechanisms(query.server.auth, caps, password, host=host)
@@ -197,15 +198,11 @@ def _port(service: str | None, use_ssl: bool, host: str) -> int:
         raise SocketError(f"{host}: unknown service {service!r}.") from None
 
 
-def _after_handshake(client: Any, user: User, host: str) -> None:
+def _after_handshake(client: ImapClientLike, user: User, host: str) -> None:
     """Pin check and insecurity warning after every TLS handshake."""
     check_fingerprint(client.socket(), user, host)
     if not user.sslcertck and not user.sslfingerprint:
         log.warning("%s: %s", host, INSECURE_WARNING)
-
-
-def _capabilities(client: Any) -> frozenset[str]:
-    return frozenset(c.decode("ascii", "replace").upper() for c in client.capabilities())
 
 
 def _preauth_abort(host: str) -> SocketError:
@@ -216,7 +213,13 @@ def _preauth_abort(host: str) -> SocketError:
     )
 
 
-def _starttls(client: Any, context: Any, policy: StartTls, user: User, host: str) -> bool:
+def _starttls(
+    client: ImapClientLike,
+    context: ssl.SSLContext | NamedContext | None,
+    policy: StartTls,
+    user: User,
+    host: str,
+) -> bool:
     """Upgrade with STARTTLS; return True when the connection is now TLS."""
     try:
         client.starttls(context)
@@ -232,7 +235,7 @@ def _starttls(client: Any, context: Any, policy: StartTls, user: User, host: str
     return True
 
 
-def connect(query: Query, password: str | None, timeout: float | None) -> Any:
+def connect(query: Query, password: str | None, timeout: float | None) -> ImapClientLike:
     """Connect, secure and authenticate; return the logged-in ``IMAPClient``.
 
     *timeout* bounds the connect, the TLS handshake and every later read.
@@ -247,7 +250,7 @@ def connect(query: Query, password: str | None, timeout: float | None) -> Any:
         relay = PluginRelay(server.plugin, server.queryname, server.service or port, timeout or 300)
         address = relay.address
     policy = tls_policy(user)
-    context: Any = None
+    context: ssl.SSLContext | NamedContext | None = None
     if user.ssl or policy is not StartTls.NEVER:
         real = make_ssl_context(user, host)
         name = expected_server_name(query)
@@ -256,8 +259,8 @@ def connect(query: Query, password: str | None, timeout: float | None) -> Any:
     log.debug("Trying to connect to %s/%d...", server.queryname, port)
     try:
         with guard(host, timeout, connecting=True):
-            client = IMAPClient(
-                address[0], port=address[1], ssl=user.ssl, ssl_context=context, timeout=timeout
+            client = open_client(
+                address[0], address[1], use_ssl=user.ssl, ssl_context=context, timeout=timeout
             )
     except BaseException:
         if relay is not None:
@@ -270,7 +273,7 @@ def connect(query: Query, password: str | None, timeout: float | None) -> Any:
             if user.ssl:
                 _after_handshake(client, user, host)
             preauth = welcome.upper().startswith(b"* PREAUTH")
-            caps = _capabilities(client)
+            caps = capabilities(client)
             if not user.ssl:
                 if preauth and policy is StartTls.MUST:
                     raise _preauth_abort(host)
@@ -283,7 +286,7 @@ def connect(query: Query, password: str | None, timeout: float | None) -> Any:
                     log.debug("%s: PREAUTH greeting, STARTTLS not possible.", host)
                 elif "STARTTLS" in caps:
                     if _starttls(client, context, policy, user, host):
-                        caps = _capabilities(client)
+                        caps = capabilities(client)
                 elif policy is StartTls.MUST:
                     # fetchmail sends STARTTLS anyway and fails; we fail before it.
                     raise SocketError(f"{host}: upgrade to TLS failed.")
@@ -293,13 +296,5 @@ def connect(query: Query, password: str | None, timeout: float | None) -> Any:
                 _authenticate(client, query, password, caps, host)
         return client
     except BaseException:
-        _drop(client)
+        drop(client)
         raise
-
-
-def _drop(client: Any) -> None:
-    """Close the connection without LOGOUT, ignoring errors (it may be dead)."""
-    try:
-        client.shutdown()
-    except (OSError, imaplib.IMAP4.error):
-        log.debug("error while dropping the IMAP connection", exc_info=True)

@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from pyfetchmail.config.model import Auth, Protocol, Query
+from pyfetchmail.config.model import Auth, MailProtocol, Query
 from pyfetchmail.errors import (
     AuthError,
     FetchmailError,
@@ -225,11 +225,11 @@ def authenticate(
     proto = query.server.protocol
     if auth is Auth.SSH:
         return  # pre-authenticated tunnel or plugin
-    if proto is Protocol.APOP:
+    if proto is MailProtocol.APOP:
         err = login.apop(greeting)
-    elif proto is Protocol.RPOP:
+    elif proto is MailProtocol.RPOP:
         err = login.user_pass("RPOP")
-    elif proto is Protocol.KPOP:
+    elif proto is MailProtocol.KPOP:
         raise AuthError(f"KPOP (Kerberos) is not supported; cannot log in {login.label}")
     elif auth is Auth.PASSWORD:
         err = login.user_pass()

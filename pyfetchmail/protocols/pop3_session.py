@@ -45,7 +45,8 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from pyfetchmail.config.model import Protocol, Query
+from pyfetchmail.auth.credentials import Credentials, as_credentials
+from pyfetchmail.config.model import MailProtocol, Query
 from pyfetchmail.errors import (
     ConfigError,
     FetchmailError,
@@ -59,7 +60,13 @@ from pyfetchmail.errors import (
 from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.net import tls
 from pyfetchmail.net.connect import connect, open_plugin
-from pyfetchmail.protocols.base import DeletionReply, FolderListing, MessageRef, ProgressHook
+from pyfetchmail.protocols.base import (
+    DeletionReply,
+    FolderListing,
+    MessageRef,
+    ProgressHook,
+    SessionProtocol,
+)
 from pyfetchmail.protocols.pop3 import (
     EndOfMessage,
     Err,
@@ -84,7 +91,7 @@ WINDOW_OCTETS = 4 << 20
 def _default_service(query: Query) -> str:
     if query.server.service:
         return query.server.service
-    if query.server.protocol is Protocol.KPOP:
+    if query.server.protocol is MailProtocol.KPOP:
         return "kpop"
     return "pop3s" if query.user.ssl else "pop3"
 
@@ -99,13 +106,13 @@ class Pop3Source:
     def __init__(
         self,
         query: Query,
-        password: str | None,
+        credentials: Credentials | str | None,
         *,
         timeout: float | None = None,
         check_only: bool = False,
     ) -> None:
         self.query = query
-        self.password = password
+        self.credentials = as_credentials(credentials)  # asked at each open()
         self.timeout = float(query.server.timeout) if timeout is None else timeout
         self.check_only = check_only
 
@@ -133,7 +140,7 @@ class Pop3Source:
             sock.close()
             raise
         try:
-            session._start(self.password)
+            session._start(self.credentials.secret())
         except BaseException:
             session.close(commit=False)
             raise
@@ -189,8 +196,8 @@ class Pop3Session:
 
     # -- MailSession properties -----------------------------------------
     @property
-    def protocol_name(self) -> str:
-        return "POP3"
+    def protocol_name(self) -> SessionProtocol:
+        return SessionProtocol.POP3
 
     @property
     def peer_address(self) -> str | None:

@@ -1,8 +1,7 @@
-"""One poll cycle over the active queries, and the IDLE threads beside it.
+"""One poll cycle over the active (non-IDLE) queries.
 
-(Spec sections 3, 6.9, 7.2, 7.6.)  :class:`IdleGroup` runs the IMAP IDLE
-queries, one thread each (:func:`pyfetchmail.service.idle.run_idle`); the rest are
-polled by :class:`CycleRunner`.
+fetchmail(1), "DAEMON MODE" and "interval"; the IMAP IDLE queries run beside
+it in threads (:class:`pyfetchmail.service.idle.IdleGroup`).
 
 For each query in file order a cycle:
 
@@ -30,7 +29,7 @@ For each query in file order a cycle:
    mode the third (or, after an earlier success, the tenth) in a row logs a
    one-time warning, and the next success logs that authentication is OK
    again; both are also mailed to the user through *notify*
-   (:mod:`pyfetchmail.delivery.warnings`, spec section 6.9), as is the wedging.
+   (:mod:`pyfetchmail.delivery.warnings`, fetchmail(1), "warnings"), as is the wedging.
 
 The cycle's status is :func:`pyfetchmail.exitcodes.aggregate` of the polled
 statuses.  Invariant: :class:`~pyfetchmail.service.signals.Terminated` is never
@@ -39,31 +38,25 @@ caught here; it must reach the daemon loop.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import subprocess
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from pyfetchmail.auth.credentials import Credentials
 from pyfetchmail.config.model import Query
-from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.delivery import warnings as warning_mails
 from pyfetchmail.delivery.warnings import WarningMail
 from pyfetchmail.errors import FetchmailError
 from pyfetchmail.exitcodes import ExitCode, aggregate, query_status_name
 from pyfetchmail.net.iface import PollGate
-from pyfetchmail.service.signals import SignalState
+from pyfetchmail.service.wiring import PollFunc
 
 __all__ = [
     "MAX_TIMEOUTS",
     "CycleRunner",
-    "IdleGroup",
     "PollFunc",
     "QueryState",
-    "idle_module",
-    "is_idle",
     "run_hook",
 ]
 
@@ -71,9 +64,6 @@ log = logging.getLogger(__name__)
 
 #: fetchmail's MAX_TIMEOUTS: consecutive timeouts before a query is wedged.
 MAX_TIMEOUTS = 20
-
-#: Polls one query with its resolved password; returns an ExitCode value.
-PollFunc = Callable[[Query, "str | None"], int]
 
 #: Statuses a timed-out poll ends with (connect timeout, server silence).
 _TIMEOUT_STATUSES = frozenset({ExitCode.SOCKET, ExitCode.ERROR})
@@ -117,7 +107,7 @@ class CycleRunner:
     """Polls the (non-IDLE) queries once per :meth:`cycle`.
 
     :param queries: active queries in file order.
-    :param passwords: resolved password per query index.
+    :param credentials: the credentials of each query, by index.
     :param poll: the per-query poll function.
     :param daemon: daemon mode (``interval``, authentication warning mails).
     :param verbose: ``-v`` count (``Query status=1`` and interval notes).
@@ -129,7 +119,7 @@ class CycleRunner:
     """
 
     queries: tuple[Query, ...]
-    passwords: tuple[str | None, ...]
+    credentials: tuple[Credentials, ...]
     poll: PollFunc
     daemon: bool = False
     verbose: int = 0
@@ -168,15 +158,15 @@ class CycleRunner:
         statuses = [] if statuses is None else statuses
         gated = False
         try:
-            for query, password, state in zip(
-                self.queries, self.passwords, self.states, strict=True
+            for query, credentials, state in zip(
+                self.queries, self.credentials, self.states, strict=True
             ):
                 if not self._due(query, state):
                     continue
                 if not self.gate.approve(query, woken=self._woken):
                     gated = True
                     continue
-                statuses.append(self._one(query, password, state))
+                statuses.append(self._one(query, credentials, state))
         finally:
             self._woken = False
         if gated and not statuses:
@@ -197,12 +187,12 @@ class CycleRunner:
                 return False
         return True
 
-    def _one(self, query: Query, password: str | None, state: QueryState) -> int:
+    def _one(self, query: Query, credentials: Credentials, state: QueryState) -> int:
         user = query.user
         if user.preconnect and run_hook(user.preconnect, "pre-connection") is not None:
             status = int(ExitCode.SYNTAX)
         else:
-            status = self._poll(query, password)
+            status = self._poll(query, credentials)
             post_failed = bool(user.postconnect) and (
                 run_hook(user.postconnect or "", "post-connection") is not None
             )
@@ -217,9 +207,9 @@ class CycleRunner:
             log.warning("Query status=%s", query_status_name(status))
         return status
 
-    def _poll(self, query: Query, password: str | None) -> int:
+    def _poll(self, query: Query, credentials: Credentials) -> int:
         try:
-            return int(self.poll(query, password))
+            return int(self.poll(query, credentials))
         except FetchmailError as exc:
             log.error("%s", exc)
             return int(exc.exit_code)
@@ -282,99 +272,3 @@ class CycleRunner:
             self.notify(query, mail)
         except Exception as exc:  # a warning mail must never break the polling loop
             log.warning('could not send the warning mail "%s": %s', mail.subject, exc)
-
-
-def is_idle(query: Query) -> bool:
-    """True for a query served by IMAP IDLE instead of polling."""
-    return query.user.idle and query.server.protocol.value == "imap"
-
-
-def idle_module(queries: tuple[Query, ...]) -> Any:
-    """``pyfetchmail.service.idle`` if some query wants IMAP IDLE and it is available."""
-    if not any(is_idle(q) for q in queries):
-        return None
-    try:
-        return importlib.import_module("pyfetchmail.service.idle")
-    except ImportError:
-        log.warning("IMAP IDLE is not available in this build; polling instead")
-        return None
-
-
-class IdleGroup:
-    """The IDLE threads of a run, the event that stops them, their wake events.
-
-    fetchmail 6.4 allows one IDLE query and serves it inside its poll; we run
-    each IDLE query in its own thread next to the polling loop.  A thread
-    that ends (e.g. the server cannot IDLE) pokes *sig* so that a single run
-    waiting for its IDLE loops notices.
-    """
-
-    def __init__(self) -> None:
-        self.stop_event = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.wakes: list[threading.Event] = []
-
-    def start(
-        self,
-        idle_mod: Any,
-        result: Any,
-        options: CommandLineOptions,
-        queries: tuple[Query, ...],
-        passwords: tuple[str | None, ...],
-        store: Any,
-        daemon: bool,
-        sig: SignalState,
-    ) -> None:
-        """Start one thread per IDLE query running ``idle.run_idle``."""
-        fetch: Any = importlib.import_module("pyfetchmail.engine.poll")
-        for query, password in zip(queries, passwords, strict=True):
-            if not is_idle(query):
-                continue
-            ctx = fetch.PollContext(
-                run=result.config.run,
-                options=options,
-                identity=result.identity,
-                uidstore=store,
-                password=password,
-                daemon=daemon,
-            )
-            wake = threading.Event()
-            thread = threading.Thread(
-                target=self._guard,
-                args=(idle_mod.run_idle, query, ctx, wake, sig),
-                name=f"idle {query.label}",
-                daemon=True,
-            )
-            self.wakes.append(wake)
-            self.threads.append(thread)
-            thread.start()
-
-    def _guard(
-        self,
-        run_idle: Callable[..., Any],
-        query: Query,
-        ctx: Any,
-        wake: threading.Event,
-        sig: SignalState,
-    ) -> None:
-        try:
-            run_idle(query, ctx, stop=self.stop_event, wake=wake)
-        except Exception:
-            log.exception("IDLE loop for %s ended with an internal error", query.label)
-        finally:
-            sig.poke()  # a single run waits for the IDLE loops to end
-
-    def finished(self) -> bool:
-        """True when every IDLE loop has returned."""
-        return not any(t.is_alive() for t in self.threads)
-
-    def wake(self) -> None:
-        """Pass a SIGUSR1 wake-up on to every IDLE loop."""
-        for event in self.wakes:
-            event.set()
-
-    def stop(self) -> None:
-        """Ask every IDLE loop to end and wait (bounded) for it."""
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join(timeout=10.0)

@@ -1,4 +1,4 @@
-"""Running pyfetchmail: the single run and the daemon loop (spec sections 4, 7).
+"""Running pyfetchmail: the single run and the daemon loop (fetchmail(1), "DAEMON MODE").
 
 :func:`run` is called by :func:`pyfetchmail.cli.main` after option and rc
 parsing.  In order it:
@@ -24,8 +24,10 @@ parsing.  In order it:
 7. on SIGTERM/SIGINT/SIGQUIT logs ``terminated with signal N``, saves state,
    removes the lock and returns the last status.
 
-IDLE queries (``idle`` with IMAP) are handed to :func:`pyfetchmail.service.idle.run_idle`
-when that module is present, one thread each, and share the stop event.
+IDLE queries (``idle`` with IMAP) are handed to :func:`pyfetchmail.service.idle.run_idle`,
+one thread each (:class:`pyfetchmail.service.idle.IdleGroup`); every poll
+context of the run shares one stop event, set when the run ends.  The
+concrete engine, store and credentials come from :mod:`.wiring`.
 
 Differences from fetchmail 6.4 (all deliberate):
 
@@ -52,52 +54,36 @@ missing password, lock failure) leaves this function.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import resource
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
 
 from pyfetchmail import __version__
-from pyfetchmail.auth.credentials import resolve_password
-from pyfetchmail.config.model import Config, Query
+from pyfetchmail.config.model import Query
 from pyfetchmail.config.overrides import CommandLineOptions
-from pyfetchmail.delivery.warnings import (
-    OversizedItem,
-    WarningMail,
-    oversized_warning,
-    send_warning_mail,
-)
+from pyfetchmail.config.rcfile import LoadResult
+from pyfetchmail.delivery.warnings import OversizedItem, oversized_warning, send_warning_mail
+from pyfetchmail.engine.stats import OversizedMessage, PollStats
 from pyfetchmail.errors import ConfigError, FetchmailError, LocalIOError
 from pyfetchmail.exitcodes import ExitCode, aggregate
 from pyfetchmail.log import register_secret, reset_logging, setup_logging
-from pyfetchmail.service.cycle import CycleRunner, IdleGroup, PollFunc, idle_module, is_idle
+from pyfetchmail.service import wiring
+from pyfetchmail.service.cycle import CycleRunner
+from pyfetchmail.service.idle import IdleGroup, is_idle
 from pyfetchmail.service.lock import PidLock, handle_running_instance, read_lock
 from pyfetchmail.service.signals import SignalState, Terminated, WakeReason
+from pyfetchmail.service.wiring import PollFunc
+from pyfetchmail.state.uidstore import UidStore
 
-__all__ = ["LoadResultLike", "run"]
+__all__ = ["run"]
 
 log = logging.getLogger(__name__)
 
 
-class LoadResultLike(Protocol):
-    """What :func:`run` needs of ``config.rcfile.LoadResult``."""
-
-    @property
-    def config(self) -> Config: ...
-    @property
-    def rcfile(self) -> str: ...
-    @property
-    def rcfile_exists(self) -> bool: ...
-    @property
-    def identity(self) -> Any: ...
-
-
-def _daemon_interval(result: LoadResultLike, options: CommandLineOptions) -> int:
+def _daemon_interval(result: LoadResult, options: CommandLineOptions) -> int:
     if options.check:
         return 0
     if options.daemon is not None:
@@ -105,7 +91,7 @@ def _daemon_interval(result: LoadResultLike, options: CommandLineOptions) -> int
     return max(result.config.run.poll_interval, 0)
 
 
-def _rc_mtime(result: LoadResultLike) -> float | None:
+def _rc_mtime(result: LoadResult) -> float | None:
     if result.rcfile in ("", "-") or not result.rcfile_exists:
         return None
     try:
@@ -114,7 +100,7 @@ def _rc_mtime(result: LoadResultLike) -> float | None:
         return None
 
 
-def _reexec(result: LoadResultLike, options: CommandLineOptions, cwd: str) -> None:
+def _reexec(result: LoadResult, options: CommandLineOptions, cwd: str) -> None:
     """Replace this process by a fresh ``python -m pyfetchmail`` (same PID)."""
     log.info("restarting pyfetchmail (%s changed)", result.rcfile)
     for handler in logging.getLogger("pyfetchmail").handlers:
@@ -158,19 +144,19 @@ class _PollObserver:
     """What the engine reported about each poll (``PollContext.on_stats``).
 
     - timeouts, for the wedged-query rule (:class:`~pyfetchmail.service.cycle.CycleRunner`);
-    - oversized messages, for the warning mail of spec section 6.9: only from a
+    - oversized messages, for the warning mail of fetchmail(1), "warnings": only from a
       detached daemon, sent when a new oversized message shows up and otherwise
       at most every ``warnings`` seconds per query.
     """
 
-    def __init__(self, result: LoadResultLike, *, warn_oversized: bool) -> None:
+    def __init__(self, result: LoadResult, *, warn_oversized: bool) -> None:
         self._result = result
         self._warn_oversized = warn_oversized
         self._timed_out: dict[int, bool] = {}
         self._oversized_seen: dict[int, frozenset[tuple[str | None, str | None, int]]] = {}
         self._warned_at: dict[int, float] = {}
 
-    def on_stats(self, query: Query, stats: Any) -> None:
+    def on_stats(self, query: Query, stats: PollStats) -> None:
         self._timed_out[id(query)] = bool(stats.timed_out)
         if self._warn_oversized and stats.oversized:
             self._oversized(query, stats.oversized)
@@ -178,7 +164,7 @@ class _PollObserver:
     def timed_out(self, query: Query, _status: int) -> bool:
         return self._timed_out.get(id(query), False)
 
-    def _oversized(self, query: Query, found: Any) -> None:
+    def _oversized(self, query: Query, found: tuple[OversizedMessage, ...]) -> None:
         key = id(query)
         ids = frozenset((m.folder, m.uid, m.number) for m in found)
         is_new = not ids <= self._oversized_seen.get(key, frozenset())
@@ -190,51 +176,10 @@ class _PollObserver:
         self._warned_at[key] = now
         items = [OversizedItem(m.number, m.size, m.flushed) for m in found]
         mail = oversized_warning(query.server.pollname, query.user.remote, items)
-        host = str(getattr(self._result.identity, "fetchmailhost", "") or "localhost")
-        send_warning_mail(query, self._result.config.run, host, mail)
+        send_warning_mail(query, self._result.config.run, wiring.fetchmailhost(self._result), mail)
 
 
-def _engine_poll(
-    result: LoadResultLike,
-    options: CommandLineOptions,
-    store: Any,
-    daemon: bool,
-    observer: _PollObserver,
-) -> PollFunc:
-    """The production poll function: :func:`pyfetchmail.engine.poll.poll_query`."""
-    fetch: Any = importlib.import_module("pyfetchmail.engine.poll")
-
-    def poll(query: Query, password: str | None) -> int:
-        ctx = fetch.PollContext(
-            run=result.config.run,
-            options=options,
-            identity=result.identity,
-            uidstore=store,
-            password=password,
-            daemon=daemon,
-            on_stats=observer.on_stats,
-        )
-        return int(fetch.poll_query(query, ctx))
-
-    return poll
-
-
-def _notifier(result: LoadResultLike) -> Callable[[Query, WarningMail], object]:
-    host = str(getattr(result.identity, "fetchmailhost", "") or "localhost")
-
-    def notify(query: Query, mail: WarningMail) -> object:
-        return send_warning_mail(query, result.config.run, host, mail)
-
-    return notify
-
-
-def _load_store(result: LoadResultLike) -> Any:
-    mod: Any = importlib.import_module("pyfetchmail.state.uidstore")
-    path = result.config.run.idfile or getattr(result.identity, "idfile", None)
-    return mod.UidStore.load(path or None)
-
-
-def _save_store(store: Any, options: CommandLineOptions) -> None:
+def _save_store(store: UidStore | None, options: CommandLineOptions) -> None:
     if store is None or options.check:
         return
     try:
@@ -253,7 +198,7 @@ def _say_time(options: CommandLineOptions, syslog: bool) -> bool:
 
 
 def run(
-    result: LoadResultLike,
+    result: LoadResult,
     options: CommandLineOptions,
     *,
     poll: PollFunc | None = None,
@@ -268,7 +213,7 @@ def run(
     :raises FetchmailError: setup failed (logfile, password, lock, detach).
     """
     setup_logging(options, result.config.run)
-    # Files we create (lock, state, temporary spool) are private (spec 4.9).
+    # Files we create (lock, state, temporary spool) are private (fetchmail(1), "FILES").
     # Process-wide settings are restored on return, for callers that go on
     # (tests calling cli.main); a daemon never returns here.
     old_umask = os.umask(0o077)
@@ -283,7 +228,7 @@ def run(
 
 
 def _run(
-    result: LoadResultLike,
+    result: LoadResult,
     options: CommandLineOptions,
     poll: PollFunc | None,
     interactive: bool | None,
@@ -303,9 +248,7 @@ def _run(
     interval = _daemon_interval(result, options)
     daemon = interval > 0
     queries = config.active_queries
-    passwords = tuple(
-        resolve_password(q, result.identity, interactive=interactive) for q in queries
-    )
+    credentials = wiring.resolve_all_credentials(queries, result, interactive=interactive)
     for query in config.queries:  # SMTP AUTH secrets are masked in logs too
         register_secret(query.server.esmtppassword)
     if not (options.verbose and not daemon):
@@ -323,26 +266,30 @@ def _run(
     lock = PidLock(pidfile)
     with SignalState(detached=detached) as sig:
         lock.acquire(interval if daemon else None)
-        store = None
-        idle = IdleGroup()
+        store: UidStore | None = None
+        idle = IdleGroup()  # its stop event is every poll context's stop event
         observer = _PollObserver(result, warn_oversized=detached)
         try:
             if daemon:
                 log.info("starting pyfetchmail %s daemon", __version__)
-            store = _load_store(result) if poll is None else None
-            idle_mod = idle_module(queries)
-            regular = [i for i, q in enumerate(queries) if idle_mod is None or not is_idle(q)]
+            regular = [i for i, q in enumerate(queries) if not is_idle(q)]
+            if poll is None:
+                store = wiring.load_store(result)
+                make_context = wiring.poll_context_factory(
+                    result, options, store, daemon=daemon,
+                    on_stats=observer.on_stats, stop=idle.stop_event,
+                )  # fmt: skip
+                poll = wiring.engine_poll(make_context)
+                idle.start(queries, credentials, make_context, sig)
             runner = CycleRunner(
                 queries=tuple(queries[i] for i in regular),
-                passwords=tuple(passwords[i] for i in regular),
-                poll=poll or _engine_poll(result, options, store, daemon, observer),
+                credentials=tuple(credentials[i] for i in regular),
+                poll=poll,
                 daemon=daemon,
                 verbose=options.verbose,
                 timed_out=observer.timed_out,
-                notify=None if poll is not None else _notifier(result),
+                notify=None if store is None else wiring.notifier(result),
             )
-            if idle_mod is not None:
-                idle.start(idle_mod, result, options, queries, passwords, store, daemon, sig)
             status = _loop(result, options, runner, sig, interval, rc_mtime, cwd, store, idle)
         finally:
             idle.stop()
@@ -352,14 +299,14 @@ def _run(
 
 
 def _loop(
-    result: LoadResultLike,
+    result: LoadResult,
     options: CommandLineOptions,
     runner: CycleRunner,
     sig: SignalState,
     interval: int,
     rc_mtime: float | None,
     cwd: str,
-    store: Any,
+    store: UidStore | None,
     idle: IdleGroup,
 ) -> int:
     """Cycles until done; returns the exit status."""

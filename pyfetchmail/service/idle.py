@@ -9,8 +9,8 @@ Contract with :mod:`pyfetchmail.service.daemon` (one thread per IDLE query)::
     run_idle(query, ctx, *, stop, wake=None, settings=IdleSettings(), process=None)
 
 - *ctx* is the query's :class:`pyfetchmail.engine.poll.PollContext`; the session
-  comes from ``ctx.source_factory(query, ctx.password, ctx).open()``.
-- *stop* (:class:`threading.Event`) ends the loop: an ongoing IDLE is ended
+  comes from ``ctx.open_source(query).open()`` (credentials asked at each connect).
+- *stop* (:class:`threading.Event`, by default ``ctx.stop``) ends the loop: an ongoing IDLE is ended
   with DONE, pending deletions are expunged, and the session logs out.
 - *wake* (optional event, set on SIGUSR1) makes the loop re-process at once;
   the loop clears it.
@@ -46,12 +46,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from pyfetchmail.config.model import Query
-from pyfetchmail.engine.poll import PollContext, process_session
+from pyfetchmail.auth.credentials import Credentials
+from pyfetchmail.config.model import MailProtocol, Query
+from pyfetchmail.engine.context import PollContext, close_quietly
+from pyfetchmail.engine.poll import process_session
 from pyfetchmail.errors import DeliveryError, FetchmailError, LocalIOError
 from pyfetchmail.protocols.base import MailSession
+from pyfetchmail.service.signals import SignalState
+from pyfetchmail.service.wiring import ContextFactory
 
-__all__ = ["IdleCapable", "IdleSettings", "run_idle"]
+__all__ = ["IdleCapable", "IdleGroup", "IdleSettings", "is_idle", "run_idle"]
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +94,6 @@ def _wait(seconds: float, stop: threading.Event, wake: threading.Event | None) -
         if left <= 0:
             return
         stop.wait(min(left, 0.25))
-
-
-def _close(session: MailSession, *, commit: bool) -> None:
-    try:
-        session.close(commit=commit)
-    except (FetchmailError, OSError) as exc:
-        log.debug("closing the IDLE session failed: %s", exc)
 
 
 def _default_process(session: MailSession, query: Query, ctx: PollContext) -> object:
@@ -156,17 +153,21 @@ def run_idle(
     query: Query,
     ctx: PollContext,
     *,
-    stop: threading.Event,
+    stop: threading.Event | None = None,
     wake: threading.Event | None = None,
     settings: IdleSettings | None = None,
     process: ProcessFunc | None = None,
 ) -> None:
-    """Serve *query* with IMAP IDLE until *stop* is set; see the module docstring."""
+    """Serve *query* with IMAP IDLE until *stop* (default ``ctx.stop``) is set.
+
+    See the module docstring.
+    """
+    stop = ctx.stop if stop is None else stop
     run_pass = process or _default_process
     backoff = _Backoff(settings or IdleSettings())
     while not stop.is_set():
         try:
-            session = ctx.source_factory(query, ctx.password, ctx).open()
+            session = ctx.open_source(query).open()
         except FetchmailError as exc:
             log.error("%s", exc)
             backoff.pause(query.label, stop)
@@ -175,15 +176,15 @@ def run_idle(
             idled = _session_loop(session, query, ctx, run_pass, stop, wake, backoff)
         except (DeliveryError, LocalIOError) as exc:
             log.error("%s", exc)
-            _close(session, commit=True)
+            close_quietly(session, commit=True)
         except FetchmailError as exc:
             log.error("%s", exc)
-            _close(session, commit=False)
+            close_quietly(session, commit=False)
         except BaseException:
-            _close(session, commit=False)
+            close_quietly(session, commit=False)
             raise
         else:
-            _close(session, commit=True)
+            close_quietly(session, commit=True)
             if idled:
                 continue  # stopped
             interval = ctx.run.poll_interval
@@ -194,3 +195,75 @@ def run_idle(
             _wait(interval, stop, wake)
             continue
         backoff.pause(query.label, stop)
+
+
+def is_idle(query: Query) -> bool:
+    """True for a query served by IMAP IDLE instead of polling."""
+    return query.user.idle and query.server.protocol is MailProtocol.IMAP
+
+
+class IdleGroup:
+    """The IDLE threads of a run, the event that stops them, their wake events.
+
+    fetchmail 6.4 allows one IDLE query and serves it inside its poll; we run
+    each IDLE query in its own thread next to the polling loop.  A thread
+    that ends (e.g. the server cannot IDLE) pokes *sig* so that a single run
+    waiting for its IDLE loops notices.
+    """
+
+    def __init__(self, stop_event: threading.Event | None = None) -> None:
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.wakes: list[threading.Event] = []
+
+    def start(
+        self,
+        queries: tuple[Query, ...],
+        credentials: tuple[Credentials, ...],
+        make_context: ContextFactory,
+        sig: SignalState,
+    ) -> None:
+        """Start one thread running :func:`run_idle` per IDLE query of *queries*.
+
+        *make_context* builds each query's poll context; the loops end when
+        :attr:`stop_event` is set (it should be the contexts' stop event).
+        """
+        for query, creds in zip(queries, credentials, strict=True):
+            if not is_idle(query):
+                continue
+            ctx = make_context(query, creds)
+            wake = threading.Event()
+            thread = threading.Thread(
+                target=self._guard,
+                args=(query, ctx, wake, sig),
+                name=f"idle {query.label}",
+                daemon=True,
+            )
+            self.wakes.append(wake)
+            self.threads.append(thread)
+            thread.start()
+
+    def _guard(
+        self, query: Query, ctx: PollContext, wake: threading.Event, sig: SignalState
+    ) -> None:
+        try:
+            run_idle(query, ctx, stop=self.stop_event, wake=wake)
+        except Exception:
+            log.exception("IDLE loop for %s ended with an internal error", query.label)
+        finally:
+            sig.poke()  # a single run waits for the IDLE loops to end
+
+    def finished(self) -> bool:
+        """True when every IDLE loop has returned."""
+        return not any(t.is_alive() for t in self.threads)
+
+    def wake(self) -> None:
+        """Pass a SIGUSR1 wake-up on to every IDLE loop."""
+        for event in self.wakes:
+            event.set()
+
+    def stop(self) -> None:
+        """Ask every IDLE loop to end and wait (bounded) for it."""
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=10.0)

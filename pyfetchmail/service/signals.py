@@ -36,7 +36,10 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
+from typing import TypeAlias
+
+#: What :func:`signal.signal` accepts and returns.
+_Handler: TypeAlias = "Callable[[int, FrameType | None], object] | int | signal.Handlers | None"
 
 __all__ = ["STOP_SIGNALS", "SignalState", "Terminated", "WakeReason"]
 
@@ -78,7 +81,7 @@ class SignalState:
         self._rfd = -1
         self._wfd = -1
         self._old_wakeup_fd = -1
-        self._saved: dict[int, Any] = {}
+        self._saved: dict[int, _Handler] = {}
 
     # -- installation ---------------------------------------------------------
 
@@ -104,7 +107,7 @@ class SignalState:
                 os.close(fd)
         self._rfd = self._wfd = -1
 
-    def _install(self, signum: int, handler: Any) -> None:
+    def _install(self, signum: int, handler: _Handler) -> None:
         self._saved[signum] = signal.signal(signum, handler)
 
     # -- handlers (run in the main thread between bytecodes) -----------------

@@ -20,7 +20,7 @@ import os
 
 from pyfetchmail.errors import LocalIOError
 
-__all__ = ["FileSystem", "read_text", "write_atomic"]
+__all__ = ["FileSystem", "read_text", "write_all", "write_atomic"]
 
 
 class FileSystem:
@@ -30,7 +30,7 @@ class FileSystem:
         """Create *path* exclusively with mode 0600, write *data*, fsync, close."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -45,7 +45,7 @@ class FileSystem:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
             created = True
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fdatasync(fd)
         finally:
             os.close(fd)
@@ -67,7 +67,8 @@ class FileSystem:
             os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of *data* to *fd* (``os.write`` may write less than asked)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

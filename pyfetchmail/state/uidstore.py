@@ -72,7 +72,6 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from pyfetchmail.errors import LocalIOError
 from pyfetchmail.state.statefile import FileSystem, read_text, write_atomic
@@ -477,7 +476,7 @@ class UidStore:
     def _sidecar_bytes(self) -> bytes | None:
         if not self._folders:
             return None
-        folders: dict[str, Any] = {}
+        folders: dict[str, dict[str, object]] = {}
         for key in sorted(self._folders):
             st = self._folders[key]
             folders[key] = {

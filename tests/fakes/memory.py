@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyfetchmail.config.model import Protocol, Query, RunControl, Server, User
+from pyfetchmail.config.model import MailProtocol, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.delivery.base import DeliveryResult, Envelope, Outcome, RecipientResult
 from pyfetchmail.engine.poll import BounceRequest, PollContext, poll_query
@@ -378,7 +378,7 @@ class FakeDelivery:
 
 
 def make_query(
-    protocol: Protocol = Protocol.POP3, *, uidl: bool = False, **user_options: Any
+    protocol: MailProtocol = MailProtocol.POP3, *, uidl: bool = False, **user_options: Any
 ) -> Query:
     """A query for user ``joe`` at ``mail.example`` with the given user options."""
     server = Server(pollname="mail.example", protocol=protocol, dns=False, uidl=uidl)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyfetchmail.config.model import Protocol, Query, Server, User
+from pyfetchmail.config.model import MailProtocol, Query, Server, User
 from pyfetchmail.errors import FetchmailError
 from pyfetchmail.protocols.imap import ImapSource
 from tests.fakes.fake_imap import DEFAULT_REPLIES, FakeImapServer
@@ -74,7 +74,7 @@ def fake() -> Iterator[FakeImapServer]:
 
 
 def _query(fake: FakeImapServer) -> Query:
-    server = Server("127.0.0.1", protocol=Protocol.IMAP, service=str(fake.port), timeout=1)
+    server = Server("127.0.0.1", protocol=MailProtocol.IMAP, service=str(fake.port), timeout=1)
     return Query(server, User(remote="joe", sslproto="", sslcertck=False))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail.config.model import Auth, Protocol, Query, Server, User
+from pyfetchmail.config.model import Auth, MailProtocol, Query, Server, User
 from pyfetchmail.errors import (
     AuthError,
     FetchmailError,
@@ -35,7 +35,7 @@ def make_query(
 ) -> Query:
     server = Server(
         pollname=fake.host,
-        protocol=Protocol.IMAP,
+        protocol=MailProtocol.IMAP,
         service=str(fake.port),
         timeout=timeout,
         auth=auth,
@@ -103,7 +103,7 @@ def test_preauth_without_tls_skips_login() -> None:
 def test_connection_refused_is_socket_error() -> None:
     with FakeImapServer() as fake:
         port = fake.port
-    server = Server("127.0.0.1", protocol=Protocol.IMAP, service=str(port), timeout=2)
+    server = Server("127.0.0.1", protocol=MailProtocol.IMAP, service=str(port), timeout=2)
     query = Query(server, User(remote="joe", **PLAINTEXT))
     with pytest.raises(SocketError):
         ImapSource(query, "pw").open()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pyfetchmail.config.model import Protocol, Query, RunControl, Server, User
+from pyfetchmail.config.model import MailProtocol, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.engine.poll import PollContext, poll_query
 from pyfetchmail.errors import SocketError
@@ -32,7 +32,7 @@ from tests.fakes.memory import FakeDelivery, fake_prepare
 pytestmark = pytest.mark.timeout(60)
 
 QUERY = Query(
-    Server(pollname="pop.example", protocol=Protocol.POP3),
+    Server(pollname="pop.example", protocol=MailProtocol.POP3),
     User(remote="joe", sslproto="", sslcertck=False),
 )
 BODIES = [f"Subject: m{n}\r\n\r\nbody {n}\r\n.dot {n}\r\n".encode() for n in range(1, 5)]
@@ -272,7 +272,7 @@ def test_connection_lost_before_dele_reply_reports_nothing_and_sends_no_quit() -
 
 
 def _loopback_query(port: int) -> Query:
-    server = Server(pollname="127.0.0.1", service=str(port), protocol=Protocol.POP3, dns=False)
+    server = Server(pollname="127.0.0.1", service=str(port), protocol=MailProtocol.POP3, dns=False)
     return Query(server, User(remote="joe", sslproto="", sslcertck=False))
 
 

@@ -13,17 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyfetchmail.config.model import Auth, Protocol, Query, Server, User
+from pyfetchmail.config.model import Auth, MailProtocol, Query, Server, User
 from pyfetchmail.errors import FetchmailError, LocalProtocolError
 from pyfetchmail.protocols.pop3_channel import Pop3Channel
 from pyfetchmail.protocols.pop3_session import Pop3Session
 
 QUERY_ANY = Query(
-    Server(pollname="fuzz.example", protocol=Protocol.POP3),
+    Server(pollname="fuzz.example", protocol=MailProtocol.POP3),
     User(remote="joe", sslproto="", sslcertck=False),
 )
 QUERY_APOP = Query(
-    Server(pollname="fuzz.example", protocol=Protocol.APOP, auth=Auth.ANY),
+    Server(pollname="fuzz.example", protocol=MailProtocol.APOP, auth=Auth.ANY),
     User(remote="joe", sslproto="", sslcertck=False),
 )
 

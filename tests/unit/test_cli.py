@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pyfetchmail import cli
-from pyfetchmail.config.model import Auth, BadHeader, Config, Protocol, RunControl
+from pyfetchmail.config.model import Auth, BadHeader, Config, MailProtocol, RunControl
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.errors import ConfigError, RcPermissionError
 from pyfetchmail.exitcodes import ExitCode
@@ -45,9 +45,9 @@ CASES: list[tuple[list[str], str, Any]] = [
     (["--nobounce"], "nobounce", True),
     (["--softbounce"], "softbounce", True),
     (["--nosoftbounce"], "softbounce", False),
-    (["-p", "IMAP"], "protocol", Protocol.IMAP),
-    (["--protocol", "pop3"], "protocol", Protocol.POP3),
-    (["--proto", "Etrn"], "protocol", Protocol.ETRN),
+    (["-p", "IMAP"], "protocol", MailProtocol.IMAP),
+    (["--protocol", "pop3"], "protocol", MailProtocol.POP3),
+    (["--proto", "Etrn"], "protocol", MailProtocol.ETRN),
     (["-U"], "uidl", True),
     (["--uidl"], "uidl", True),
     (["--idle"], "idle", True),
@@ -133,7 +133,7 @@ CASES: list[tuple[list[str], str, Any]] = [
     # GNU getopt_long prefixes, including prefixes of aliases of one option
     (["--fetchm", "/rc"], "fetchmailrc", "/rc"),
     (["--use", "joe"], "username", "joe"),
-    (["--prot", "imap"], "protocol", Protocol.IMAP),
+    (["--prot", "imap"], "protocol", MailProtocol.IMAP),
     (["--verb"], "verbose", 1),
     (["--nosslc"], "sslcertck", False),
     (["--sslcertc"], "sslcertck", True),
@@ -193,7 +193,7 @@ def test_later_flag_wins() -> None:
 def test_kpop_sets_service_and_auth_in_argument_order() -> None:
     options = cli.parse_args(["-p", "kpop", "--auth", "password"])
     assert (options.protocol, options.service, options.auth) == (
-        Protocol.KPOP,
+        MailProtocol.KPOP,
         "kpop",
         Auth.PASSWORD,
     )

@@ -15,7 +15,7 @@ import keyring.backend
 import pytest
 
 from pyfetchmail.auth.credentials import KEYRING_SERVICE, resolve_password
-from pyfetchmail.config.model import Auth, Protocol, Query, Server, User
+from pyfetchmail.config.model import Auth, MailProtocol, Query, Server, User
 from pyfetchmail.errors import AuthError
 from pyfetchmail.log import redact
 
@@ -65,7 +65,7 @@ def ring() -> Iterator[DictKeyring]:
 def _query(
     password: str | None = None,
     auth: Auth = Auth.ANY,
-    protocol: Protocol = Protocol.POP3,
+    protocol: MailProtocol = MailProtocol.POP3,
     via: str | None = None,
 ) -> Query:
     return Query(
@@ -89,15 +89,15 @@ def test_rc_password_comes_first(identity: FakeIdentity, ring: DictKeyring) -> N
 @pytest.mark.parametrize(
     ("auth", "protocol"),
     [
-        (Auth.EXTERNAL, Protocol.IMAP),
-        (Auth.GSSAPI, Protocol.IMAP),
-        (Auth.OTP, Protocol.POP3),
-        (Auth.SSH, Protocol.POP3),
-        (Auth.ANY, Protocol.ETRN),
+        (Auth.EXTERNAL, MailProtocol.IMAP),
+        (Auth.GSSAPI, MailProtocol.IMAP),
+        (Auth.OTP, MailProtocol.POP3),
+        (Auth.SSH, MailProtocol.POP3),
+        (Auth.ANY, MailProtocol.ETRN),
     ],
 )
 def test_password_less_methods_use_the_remote_name(
-    identity: FakeIdentity, ring: DictKeyring, auth: Auth, protocol: Protocol
+    identity: FakeIdentity, ring: DictKeyring, auth: Auth, protocol: MailProtocol
 ) -> None:
     assert resolve_password(_query(auth=auth, protocol=protocol), identity) == "joe"
     assert ring.asked == []

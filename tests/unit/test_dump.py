@@ -12,18 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from pyfetchmail.config import dump, versiondump
+from pyfetchmail.config import dump
 from pyfetchmail.config.model import (
     Auth,
     BadHeader,
     Config,
+    MailProtocol,
     NameMapping,
-    Protocol,
     Query,
     RunControl,
     Server,
     User,
 )
+from pyfetchmail.service import versiondump
 from tests.samples import SAMPLES
 
 ENV = {"SSL_CERT_FILE": "/usr/lib/ssl/cert.pem", "SSL_CERT_DIR": "/usr/lib/ssl/certs"}
@@ -63,7 +64,7 @@ RUN_DEFAULT = RunControl(idfile="/home/alice/.fetchids", postmaster="alice")
 
 
 def small_config() -> Config:
-    server = Server("a.example", protocol=Protocol.IMAP, esmtpname="alice")
+    server = Server("a.example", protocol=MailProtocol.IMAP, esmtpname="alice")
     user = User("u", password="p", localnames=(ALICE,))
     return Config(replace(RUN_DEFAULT, poll_interval=60), (Query(server, user),))
 
@@ -89,7 +90,7 @@ def full_config() -> Config:
     )
     pop = Server(
         "pop.example.com",
-        protocol=Protocol.POP3,
+        protocol=MailProtocol.POP3,
         service="1110",
         timeout=120,
         interval=3,
@@ -167,18 +168,20 @@ def full_config() -> Config:
         pollname="imap.example.com",
         active=False,
         skip=True,
-        protocol=Protocol.IMAP,
+        protocol=MailProtocol.IMAP,
         via="real.imap.example.com",
         service="imaps",
         dns=False,
         checkalias=True,
         envelope=None,
     )
-    etrn = replace(base, pollname="etrn.example.com", protocol=Protocol.ETRN)
-    odmr = replace(base, pollname="odmr.example.com", protocol=Protocol.ODMR, auth=Auth.NTLM)
-    kpop = replace(base, pollname="kpop.example.com", protocol=Protocol.POP3, service="kpop")
-    sdps = replace(base, pollname="sdps.example.com", protocol=Protocol.SDPS)
-    apop = replace(base, pollname="apop.example.com", protocol=Protocol.APOP, auth=Auth.CRAM_MD5)
+    etrn = replace(base, pollname="etrn.example.com", protocol=MailProtocol.ETRN)
+    odmr = replace(base, pollname="odmr.example.com", protocol=MailProtocol.ODMR, auth=Auth.NTLM)
+    kpop = replace(base, pollname="kpop.example.com", protocol=MailProtocol.POP3, service="kpop")
+    sdps = replace(base, pollname="sdps.example.com", protocol=MailProtocol.SDPS)
+    apop = replace(
+        base, pollname="apop.example.com", protocol=MailProtocol.APOP, auth=Auth.CRAM_MD5
+    )
     queries = (
         Query(pop, alice),
         Query(pop, bob),
@@ -241,7 +244,7 @@ def test_version_full_matches_fetchmail() -> None:
 
 
 def test_version_min_verbose_matches_fetchmail_except_password() -> None:
-    server = Server("mail.example.org", protocol=Protocol.IMAP, esmtpname="alice")
+    server = Server("mail.example.org", protocol=MailProtocol.IMAP, esmtpname="alice")
     user = User("joe", password="secret", localnames=(NameMapping("joe", "joe"),))
     result = _Result(Config(RUN_DEFAULT, (Query(server, user),)), rcfile="/home/alice/min.rc")
     out, _ = versiondump.version_dump(result, verbose=1, environ=ENV, uids={})
@@ -262,7 +265,7 @@ def test_version_without_servers_names_the_rcfile() -> None:
 def test_version_lists_saved_uids(tmp_path: Path) -> None:
     idfile = tmp_path / "ids"
     idfile.write_text("joe@MAIL.example.org uid-1\nother@x y\n  Joe@mail.example.org uid 2\n")
-    server = Server("mail.example.org", protocol=Protocol.POP3)
+    server = Server("mail.example.org", protocol=MailProtocol.POP3)
     user = User("joe", password="s", localnames=(ALICE,))
     run = replace(RUN_DEFAULT, idfile=str(idfile))
     result = _Result(Config(run, (Query(server, user),)))

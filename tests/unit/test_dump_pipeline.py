@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from pyfetchmail import cli
-from pyfetchmail.config import dump, versiondump
+from pyfetchmail.config import dump
+from pyfetchmail.service import versiondump
 from tests.samples import SAMPLES
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pyfetchmail.config.model import Protocol
+from pyfetchmail.config.model import MailProtocol
 from pyfetchmail.engine.poll import process_session
 from pyfetchmail.engine.stats import PollStats
 from pyfetchmail.exitcodes import ExitCode
@@ -71,7 +71,7 @@ def _session_run(
     ctx = rig.context()
     session = FakeSession(server)
     recorder.session = session
-    query = make_query(Protocol[server.protocol], **options)  # type: ignore[arg-type]
+    query = make_query(MailProtocol[server.protocol], **options)  # type: ignore[arg-type]
     stats = process_session(session, query, ctx)
     return stats, session, rig
 

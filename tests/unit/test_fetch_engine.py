@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail.config.model import Protocol
-from pyfetchmail.engine.poll import MessageOrigin, PollStats, poll_query, process_session
+from pyfetchmail.config.model import MailProtocol
+from pyfetchmail.engine.poll import PollStats, poll_query, process_session
 from pyfetchmail.engine.report import fetchlimit_line
 from pyfetchmail.errors import ServerLockBusy, SmtpConnectError
 from pyfetchmail.exitcodes import ExitCode
+from pyfetchmail.mail.trace import TraceInfo
 from pyfetchmail.state.uidstore import UidStore
 from tests.fakes.memory import (
     FakeDelivery,
@@ -168,7 +169,7 @@ def test_pop3_keep_does_not_split(tmp_path: Path) -> None:
 def test_imap_expunge_period(tmp_path: Path, expunge: int | None, expunges: int) -> None:
     server = FakeServer.with_messages(3, protocol="IMAP")
     r = rig(tmp_path, server)
-    assert r.poll(make_query(Protocol.IMAP, expunge=expunge)) == ExitCode.SUCCESS
+    assert r.poll(make_query(MailProtocol.IMAP, expunge=expunge)) == ExitCode.SUCCESS
     assert server.log.count("expunge") == expunges  # expunge 0: once, at the end of the folder
     assert server.remaining() == []
 
@@ -177,7 +178,7 @@ def test_imap_keep_marks_seen_and_skips_seen(tmp_path: Path) -> None:
     server = FakeServer.with_messages(2, protocol="IMAP")
     server.add("INBOX", make_message(3), uid="read-elsewhere", seen=True)
     r = rig(tmp_path, server)
-    q = make_query(Protocol.IMAP, keep=True)
+    q = make_query(MailProtocol.IMAP, keep=True)
     assert r.poll(q) == ExitCode.SUCCESS
     assert [m.seen for m in server.folders["INBOX"]] == [True, True, True]
     assert len(r.delivery.accepted) == 2  # fetchmail-compatible: \Seen is old
@@ -189,7 +190,7 @@ def test_imap_folders(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     server = FakeServer.with_messages(1, protocol="IMAP")
     server.add("Lists", make_message(5), uid="7")
     r = rig(tmp_path, server)
-    assert r.poll(make_query(Protocol.IMAP, mailboxes=("INBOX", "Lists"))) == ExitCode.SUCCESS
+    assert r.poll(make_query(MailProtocol.IMAP, mailboxes=("INBOX", "Lists"))) == ExitCode.SUCCESS
     assert len(r.delivery.accepted) == 2
     assert "1 message for joe at mail.example (folder Lists) (117 octets)." in caplog.messages
 
@@ -198,7 +199,7 @@ def test_imap_uid_mode_fetches_mail_seen_by_other_clients(tmp_path: Path) -> Non
     server = FakeServer.with_messages(1, protocol="IMAP")
     server.add("INBOX", make_message(2), uid="old-read", seen=True)
     r = rig(tmp_path, server)
-    q = make_query(Protocol.IMAP, uidl=True, keep=True)
+    q = make_query(MailProtocol.IMAP, uidl=True, keep=True)
     r.poll(q)  # baseline pass: \Seen decides, so "old-read" stays old
     assert r.delivery.accepted == [make_message(1)]
     server.add("INBOX", make_message(3), uid="phone-read", seen=True)
@@ -212,7 +213,7 @@ def test_uidvalidity_change_falls_back_to_seen(
 ) -> None:
     server = FakeServer.with_messages(2, protocol="IMAP")
     r = rig(tmp_path, server)
-    q = make_query(Protocol.IMAP, uidl=True, keep=True)
+    q = make_query(MailProtocol.IMAP, uidl=True, keep=True)
     r.poll(q)
     server.uidvalidity["INBOX"] = 2000  # mailbox rebuilt: UIDs mean nothing now
     server.add("INBOX", make_message(3), uid="uid-3")
@@ -331,7 +332,7 @@ def test_check_mode_counts_without_fetching_or_writing(tmp_path: Path) -> None:
 def test_check_mode_imap_writes_no_state(tmp_path: Path) -> None:
     server = FakeServer.with_messages(2, protocol="IMAP")
     r = rig(tmp_path, server, check=True)
-    assert r.poll(make_query(Protocol.IMAP, uidl=True)) == ExitCode.SUCCESS
+    assert r.poll(make_query(MailProtocol.IMAP, uidl=True)) == ExitCode.SUCCESS
     assert list(tmp_path.iterdir()) == []
     assert "expunge" not in server.log
 
@@ -418,12 +419,12 @@ def test_fetchlimit_line_singular() -> None:
 def test_origin_has_no_server_address_with_no_dns(
     tmp_path: Path, dns: bool, address: str | None
 ) -> None:
-    origins: list[MessageOrigin] = []
+    origins: list[TraceInfo] = []
     r = rig(tmp_path, FakeServer.with_messages(1))
     ctx = r.context()
     real = ctx.prepare
 
-    def spy(msg: Any, query: Any, c: Any, origin: MessageOrigin, prev: bytes | None) -> Any:
+    def spy(msg: Any, query: Any, c: Any, origin: TraceInfo, prev: bytes | None) -> Any:
         origins.append(origin)
         return real(msg, query, c, origin, prev)
 
@@ -463,13 +464,13 @@ def test_process_session_on_an_open_session_for_idle(tmp_path: Path) -> None:
     r = rig(tmp_path, server)
     ctx = r.context()
     session = FakeSource(server).open()
-    stats = process_session(session, make_query(Protocol.IMAP), ctx, truename="imap.example")
+    stats = process_session(session, make_query(MailProtocol.IMAP), ctx, truename="imap.example")
     assert (stats.fetched, stats.delivered, stats.deleted) == (2, 2, 2)
     assert server.remaining() == []  # expunged inside, the session stays open
     assert not session.closed
     assert r.delivery.closed == 1  # SMTP closed before the caller IDLEs
     server.add("INBOX", make_message(3), uid="uid-3")
-    assert process_session(session, make_query(Protocol.IMAP), ctx).delivered == 1
+    assert process_session(session, make_query(MailProtocol.IMAP), ctx).delivered == 1
 
 
 def test_fetchlimit_spans_imap_folders(tmp_path: Path) -> None:
@@ -477,7 +478,7 @@ def test_fetchlimit_spans_imap_folders(tmp_path: Path) -> None:
     server.add("Other", make_message(7), uid="7")
     server.add("Other", make_message(8), uid="8")
     r = rig(tmp_path, server)
-    q = make_query(Protocol.IMAP, mailboxes=("INBOX", "Other"), fetchlimit=3)
+    q = make_query(MailProtocol.IMAP, mailboxes=("INBOX", "Other"), fetchlimit=3)
     assert r.poll(q) == ExitCode.MAXFETCH
     assert len(r.delivery.accepted) == 3
     assert server.remaining("Other") == ["8"]

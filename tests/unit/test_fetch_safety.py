@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail.config.model import Protocol
+from pyfetchmail.config.model import MailProtocol
 from pyfetchmail.exitcodes import ExitCode
 from pyfetchmail.state.uidstore import JOURNAL_SUFFIX, FileSystem, UidStore
 from tests.fakes.memory import (
@@ -48,7 +48,7 @@ def _subdir(base: Path, name: str) -> Path:
 def _events(protocol: str, options: dict[str, Any], tmp_path: Path) -> list[str]:
     chaos = Chaos()
     r = _rig(tmp_path, protocol, chaos)
-    query = make_query(Protocol[protocol], **options)
+    query = make_query(MailProtocol[protocol], **options)
     assert r.poll(query) == ExitCode.SUCCESS
     return chaos.events
 
@@ -86,7 +86,7 @@ def test_rule1_ack_then_record_then_act(
 def test_kill_matrix(protocol: str, options: dict[str, Any], tmp_path: Path) -> None:
     """Rule 5: kill -9 at every event; rerun; zero loss, at most one duplicate."""
     uidl = options.pop("uidl", False)
-    query = make_query(Protocol[protocol], uidl=uidl, **options)
+    query = make_query(MailProtocol[protocol], uidl=uidl, **options)
     dry = tmp_path / "dry"
     dry.mkdir()
     chaos = Chaos()
@@ -174,7 +174,7 @@ def test_rule3_imap_lost_seen_flag_does_not_redeliver(tmp_path: Path) -> None:
     """keep: killed after recording, before STORE \\Seen: not fetched again, marked seen."""
     r = Rig(FakeServer.with_messages(1, protocol="IMAP"), FakeDelivery(), str(tmp_path / "ids"))
     chaos = r.server.chaos = Chaos()
-    query = make_query(Protocol.IMAP, keep=True)
+    query = make_query(MailProtocol.IMAP, keep=True)
     chaos.kill_at = 2  # retrieve, mark_seen
     with pytest.raises(Killed):
         r.poll(query)
@@ -219,7 +219,7 @@ def test_state_is_saved_after_every_message(tmp_path: Path) -> None:
 
 def test_keep_leaves_a_message_marked_unread_later_alone(tmp_path: Path) -> None:
     r = Rig(FakeServer.with_messages(1, protocol="IMAP"), FakeDelivery(), str(tmp_path / "ids"))
-    query = make_query(Protocol.IMAP, keep=True)
+    query = make_query(MailProtocol.IMAP, keep=True)
     assert r.poll(query) == ExitCode.SUCCESS
     r.server.folders["INBOX"][0].seen = False  # "mark as unread" in a webmail
     assert r.poll(query) == ExitCode.NOMAIL  # not delivered again ...

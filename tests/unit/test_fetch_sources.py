@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pyfetchmail.config.model import Protocol, RunControl
+from pyfetchmail.config.model import MailProtocol, RunControl
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.engine.poll import PollContext, poll_query
 from pyfetchmail.errors import (
@@ -30,11 +30,12 @@ def _ctx() -> PollContext:
 
 
 @pytest.mark.parametrize(
-    "proto", [Protocol.POP2, Protocol.KPOP, Protocol.SDPS, Protocol.ETRN, Protocol.ODMR]
+    "proto",
+    [MailProtocol.POP2, MailProtocol.KPOP, MailProtocol.SDPS, MailProtocol.ETRN, MailProtocol.ODMR],
 )
-def test_unsupported_protocols_are_a_protocol_error(proto: Protocol) -> None:
+def test_unsupported_protocols_are_a_protocol_error(proto: MailProtocol) -> None:
     with pytest.raises(UnsupportedProtocolError, match=f"protocol {proto.value.upper()} is not"):
-        open_source(make_query(proto), None, _ctx())
+        open_source(make_query(proto), None)
 
 
 def test_unsupported_protocol_poll_exits_4(caplog: pytest.LogCaptureFixture) -> None:
@@ -45,16 +46,16 @@ def test_unsupported_protocol_poll_exits_4(caplog: pytest.LogCaptureFixture) -> 
         uidstore=UidStore(None),
         resolve_truename=lambda q: q.server.queryname,
     )
-    assert poll_query(make_query(Protocol.ETRN), ctx) == ExitCode.PROTOCOL
+    assert poll_query(make_query(MailProtocol.ETRN), ctx) == ExitCode.PROTOCOL
     assert "protocol ETRN is not supported by pyfetchmail" in caplog.text
 
 
 def test_sources_map_to_the_drivers() -> None:
-    pop = open_source(make_query(Protocol.POP3), "pw", _ctx())
-    imap = open_source(make_query(Protocol.IMAP, uidl=True), "pw", _ctx())
+    pop = open_source(make_query(MailProtocol.POP3), "pw")
+    imap = open_source(make_query(MailProtocol.IMAP, uidl=True), "pw")
     assert type(pop).__name__ == "Pop3Source"
     assert type(imap).__name__ == "ImapSource"
-    assert isinstance(open_source(make_query(Protocol.AUTO), "pw", _ctx()), AutoSource)
+    assert isinstance(open_source(make_query(MailProtocol.AUTO), "pw"), AutoSource)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail.config.model import Auth, BadHeader, NameMapping, Protocol
+from pyfetchmail.config.model import Auth, BadHeader, MailProtocol, NameMapping
 from pyfetchmail.config.rcgrammar import RcSyntaxError, parse_rc
 from pyfetchmail.errors import ConfigError
 from tests.data.rc.rchelp import RCFILE, load, query
@@ -31,10 +31,10 @@ def error_of(text: str) -> RcSyntaxError:
         ("aka a.example b.example", "aka", ("a.example", "b.example")),
         ("localdomains d1 d2", "localdomains", ("d1", "d2")),
         ("local d1", "localdomains", ("d1",)),
-        ("proto imap", "protocol", Protocol.IMAP),
-        ("protocol POP3", "protocol", Protocol.POP3),
-        ("proto sdps", "protocol", Protocol.SDPS),
-        ("proto etrn", "protocol", Protocol.ETRN),
+        ("proto imap", "protocol", MailProtocol.IMAP),
+        ("protocol POP3", "protocol", MailProtocol.POP3),
+        ("proto sdps", "protocol", MailProtocol.SDPS),
+        ("proto etrn", "protocol", MailProtocol.ETRN),
         ("service pop3s", "service", "pop3s"),
         ("service 1110", "service", "1110"),
         ("port 1110", "service", "1110"),
@@ -79,7 +79,7 @@ def test_server_option(option: str, field: str, value: Any) -> None:
 
 def test_kpop_is_pop3_on_the_kpop_service() -> None:
     server = query("poll x proto kpop\n").server
-    assert (server.protocol, server.service, server.auth) == (Protocol.POP3, "kpop", Auth.ANY)
+    assert (server.protocol, server.service, server.auth) == (MailProtocol.POP3, "kpop", Auth.ANY)
     # an auth "password" given before kpop becomes Kerberos V5 (KRB5 build)
     assert query("poll x auth password proto kpop\n").server.auth is Auth.KERBEROS_V5
 
@@ -242,7 +242,7 @@ def test_server_is_a_synonym_of_poll() -> None:
 def test_noise_and_punctuation() -> None:
     q = query("poll x with proto imap and options keep; wants fetchall, has ssl: and\n")
     assert (q.server.protocol, q.user.keep, q.user.fetchall, q.user.ssl) == (
-        Protocol.IMAP,
+        MailProtocol.IMAP,
         True,
         True,
         True,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pyfetchmail.config.model import Auth, BadHeader, NameMapping, Protocol
+from pyfetchmail.config.model import Auth, BadHeader, MailProtocol, NameMapping
 from pyfetchmail.config.overrides import CommandLineOptions, apply_overrides
 from pyfetchmail.config.rcfile import check_file_security, load_config
 from pyfetchmail.errors import ConfigError, DNSError, FetchmailError, RcPermissionError
@@ -25,10 +25,14 @@ def test_defaults_fill_only_unset_options() -> None:
         "poll b proto imap user u no keep antispam 550 fetchlimit 0\n"
     )
     a, b = config.queries
-    assert (a.server.protocol, a.server.timeout, a.user.remote) == (Protocol.POP3, 120, "defuser")
+    assert (a.server.protocol, a.server.timeout, a.user.remote) == (
+        MailProtocol.POP3,
+        120,
+        "defuser",
+    )
     assert (a.user.keep, a.user.fetchlimit, a.user.antispam) == (True, 50, (571,))
     # "no keep" and an explicit 0 count as set; lists are taken only if empty
-    assert (b.server.protocol, b.user.remote, b.user.keep) == (Protocol.IMAP, "u", False)
+    assert (b.server.protocol, b.user.remote, b.user.keep) == (MailProtocol.IMAP, "u", False)
     assert (b.user.fetchlimit, b.user.antispam) == (0, (550,))
 
 
@@ -51,7 +55,7 @@ def test_zero_values_count_as_unset_in_the_merge() -> None:
 
 def test_defaults_do_not_copy_aka_or_sdps() -> None:
     q = query("defaults aka a1 proto sdps uidl\npoll x\n")
-    assert (q.server.aka, q.server.protocol, q.server.uidl) == ((), Protocol.POP3, True)
+    assert (q.server.aka, q.server.protocol, q.server.uidl) == ((), MailProtocol.POP3, True)
 
 
 def test_poll_named_defaults_as_first_record_is_the_defaults_record() -> None:
@@ -82,12 +86,12 @@ def test_defaults_with_two_user_blocks_is_rejected() -> None:
 
 def test_command_line_overrides_every_query() -> None:
     options = CommandLineOptions(
-        keep=False, limit=0, protocol=Protocol.IMAP, auth=Auth.CRAM_MD5, norewrite=True
+        keep=False, limit=0, protocol=MailProtocol.IMAP, auth=Auth.CRAM_MD5, norewrite=True
     )
     config = load("poll a proto pop3 user u keep limit 5\nskip b\n", options)
     for q in config.queries:
         assert (q.user.keep, q.user.limit, q.user.rewrite) == (False, 0, False)
-        assert (q.server.protocol, q.server.auth) == (Protocol.IMAP, Auth.CRAM_MD5)
+        assert (q.server.protocol, q.server.auth) == (MailProtocol.IMAP, Auth.CRAM_MD5)
 
 
 def test_command_line_lists_are_appended() -> None:
@@ -143,7 +147,7 @@ def test_unknown_server_name_synthesises_an_entry() -> None:
         "host1.example",
         True,
     )
-    assert (new.server.protocol, new.user.keep) == (Protocol.IMAP, True)
+    assert (new.server.protocol, new.user.keep) == (MailProtocol.IMAP, True)
 
 
 # -- built-in defaults -----------------------------------------------------------
@@ -374,15 +378,15 @@ def test_rc_path_through_a_file_is_an_io_error(tmp_path: Path) -> None:
 
 
 def test_apply_overrides_is_pure() -> None:
-    server = {"protocol": Protocol.POP3}
+    server = {"protocol": MailProtocol.POP3}
     user = {"smtphunt": ["a"], "keep": True}
     options = CommandLineOptions(smtphosts=("b",), keep=False, auth=Auth.ANY, uidl=True)
     srv, usr = apply_overrides(server, user, options)
     assert (srv, usr) == (
-        {"protocol": Protocol.POP3, "uidl": True},
+        {"protocol": MailProtocol.POP3, "uidl": True},
         {"smtphunt": ["a", "b"], "keep": False},
     )
-    assert (server, user) == ({"protocol": Protocol.POP3}, {"smtphunt": ["a"], "keep": True})
+    assert (server, user) == ({"protocol": MailProtocol.POP3}, {"smtphunt": ["a"], "keep": True})
 
 
 def test_unqualified_host_name_warns_or_fails_for_etrn() -> None:

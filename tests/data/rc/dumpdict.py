@@ -12,7 +12,7 @@ import ast
 import re
 from typing import Any
 
-from pyfetchmail.config.model import Auth, BadHeader, Config, Protocol, Query
+from pyfetchmail.config.model import Auth, BadHeader, Config, MailProtocol, Query
 
 __all__ = ["model_dict", "parse_configdump"]
 
@@ -42,16 +42,16 @@ def parse_configdump(stdout: str) -> dict[str, Any]:
 
 
 _PROTO_NAMES = {
-    Protocol.AUTO: "auto",
-    Protocol.POP3: "POP3",
-    Protocol.SDPS: "POP3",
-    Protocol.KPOP: "POP3",
-    Protocol.APOP: "APOP",
-    Protocol.RPOP: "RPOP",
-    Protocol.IMAP: "IMAP",
-    Protocol.ETRN: "ETRN",
-    Protocol.ODMR: "ODMR",
-    Protocol.POP2: "unknown?!?",  # not compiled into the Debian build
+    MailProtocol.AUTO: "auto",
+    MailProtocol.POP3: "POP3",
+    MailProtocol.SDPS: "POP3",
+    MailProtocol.KPOP: "POP3",
+    MailProtocol.APOP: "APOP",
+    MailProtocol.RPOP: "RPOP",
+    MailProtocol.IMAP: "IMAP",
+    MailProtocol.ETRN: "ETRN",
+    MailProtocol.ODMR: "ODMR",
+    MailProtocol.POP2: "unknown?!?",  # not compiled into the Debian build
 }
 
 

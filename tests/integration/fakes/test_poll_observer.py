@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail.config.model import NameMapping, Protocol, Query, RunControl, Server, User
+from pyfetchmail.auth.credentials import FixedSecret
+from pyfetchmail.config.model import MailProtocol, NameMapping, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.engine.poll import PollContext, poll_query
 from pyfetchmail.engine.stats import OversizedMessage, PollStats
@@ -56,7 +57,7 @@ def silent_server() -> Iterator[int]:
 def _poll(port: int, tmp_path: Any) -> tuple[int, list[PollStats]]:
     """Poll a plaintext POP3 query on 127.0.0.1:*port* (1 s timeout); status and stats."""
     query = Query(
-        Server("127.0.0.1", protocol=Protocol.POP3, service=str(port), timeout=1),
+        Server("127.0.0.1", protocol=MailProtocol.POP3, service=str(port), timeout=1),
         User("joe", password="pw", sslproto="", sslcertck=False),
     )
     seen: list[PollStats] = []
@@ -65,7 +66,7 @@ def _poll(port: int, tmp_path: Any) -> tuple[int, list[PollStats]]:
         options=CommandLineOptions(),
         identity=None,
         uidstore=UidStore.load(str(tmp_path / "ids")),
-        password="pw",
+        credentials=FixedSecret("pw"),
         on_stats=lambda _q, stats: seen.append(stats),
     )
     return poll_query(query, ctx), seen

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trustme
 
-from pyfetchmail.config.model import Protocol, Query, Server, User
+from pyfetchmail.config.model import MailProtocol, Query, Server, User
 from pyfetchmail.errors import AuthError
 from pyfetchmail.net import tls
 from pyfetchmail.protocols.pop3 import Greeting, Ok
@@ -52,7 +52,7 @@ def cafile(ca: trustme.CA, tmp_path: Path) -> str:
 
 
 def _query(port: int, cafile: str | None) -> Query:
-    server = Server(pollname="127.0.0.1", service=str(port), protocol=Protocol.POP3)
+    server = Server(pollname="127.0.0.1", service=str(port), protocol=MailProtocol.POP3)
     if cafile is None:  # plaintext: no STLS
         return Query(server, User(remote="joe", sslproto="", sslcertck=False))
     user = User(remote="joe", sslcertck=True, sslcertfile=cafile, sslcommonname="localhost")
@@ -116,7 +116,9 @@ def test_login_against_dovecot(
     dovecot: Any, mailuser: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=TRANSCRIPT_LOGGER)
-    server = Server(pollname="127.0.0.1", service=str(dovecot.pop3s_port), protocol=Protocol.POP3)
+    server = Server(
+        pollname="127.0.0.1", service=str(dovecot.pop3s_port), protocol=MailProtocol.POP3
+    )
     user = User(
         remote=mailuser.name, ssl=True, sslcertfile=str(dovecot.ca_file), sslcommonname="localhost"
     )
@@ -141,7 +143,9 @@ def test_login_against_dovecot(
 
 @pytest.mark.dovecot
 def test_login_wrong_password_against_dovecot(dovecot: Any, mailuser: Any) -> None:
-    server = Server(pollname="127.0.0.1", service=str(dovecot.pop3s_port), protocol=Protocol.POP3)
+    server = Server(
+        pollname="127.0.0.1", service=str(dovecot.pop3s_port), protocol=MailProtocol.POP3
+    )
     user = User(
         remote=mailuser.name, ssl=True, sslcertfile=str(dovecot.ca_file), sslcommonname="localhost"
     )

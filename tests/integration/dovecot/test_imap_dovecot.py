@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from imapclient.imap_utf7 import encode as utf7_encode
 
-from pyfetchmail.config.model import Auth, Protocol, Query, Server, User
+from pyfetchmail.config.model import Auth, MailProtocol, Query, Server, User
 from pyfetchmail.errors import AuthError, SocketError
 from pyfetchmail.protocols.imap import ImapSession, ImapSource
 from testbed.dovecot import Dovecot, MailUser
@@ -29,7 +29,7 @@ def make_query(
 ) -> Query:
     port = dovecot.imaps_port if ssl_on else dovecot.imap_port
     server = Server(
-        pollname="127.0.0.1", protocol=Protocol.IMAP, service=str(port), timeout=10, auth=auth
+        pollname="127.0.0.1", protocol=MailProtocol.IMAP, service=str(port), timeout=10, auth=auth
     )
     opts: dict[str, Any] = {
         "sslcertfile": str(dovecot.ca_file),

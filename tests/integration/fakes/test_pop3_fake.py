@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from pyfetchmail.config.model import Auth, Protocol, Query, Server, User
+from pyfetchmail.config.model import Auth, MailProtocol, Query, Server, User
 from pyfetchmail.errors import (
     AuthError,
     RemoteProtocolError,
@@ -38,7 +38,7 @@ MESSAGES = [
 def make_query(port: int, **user_fields: object) -> Query:
     fields: dict[str, object] = {"sslproto": "", "sslcertck": False}
     fields.update(user_fields)
-    server_fields: dict[str, object] = {"protocol": Protocol.POP3}
+    server_fields: dict[str, object] = {"protocol": MailProtocol.POP3}
     server_fields.update({k: fields.pop(k) for k in ("auth", "protocol", "timeout") if k in fields})
     server = Server(pollname="127.0.0.1", service=str(port), **server_fields)  # type: ignore[arg-type]
     return Query(server, User(remote="joe", **fields))  # type: ignore[arg-type]
@@ -235,7 +235,7 @@ def test_apop_login(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger=TRANSCRIPT_LOGGER)
     with FakePop3Server(mailbox=list(MESSAGES)) as srv:
-        session = Pop3Source(make_query(srv.port, protocol=Protocol.APOP), "secret").open()
+        session = Pop3Source(make_query(srv.port, protocol=MailProtocol.APOP), "secret").open()
         session.close()
         assert srv.commands[1].startswith("APOP joe ")
         assert "POP3> APOP joe *" in caplog.text
@@ -253,7 +253,7 @@ def test_apop_login(caplog: pytest.LogCaptureFixture) -> None:
 def test_apop_rejects_bad_timestamps(greeting: str, match: str) -> None:
     with FakePop3Server(mailbox=[], greeting=greeting) as srv:
         with pytest.raises(AuthError, match=match):
-            Pop3Source(make_query(srv.port, protocol=Protocol.APOP), "secret").open()
+            Pop3Source(make_query(srv.port, protocol=MailProtocol.APOP), "secret").open()
         assert not any(c.startswith("APOP") for c in srv.commands)
 
 
@@ -383,7 +383,7 @@ def test_plugin_connection(tmp_path: Path) -> None:
         query = make_query(srv.port)
         server = query.server.__class__(
             pollname="127.0.0.1",
-            protocol=Protocol.POP3,
+            protocol=MailProtocol.POP3,
             service=str(srv.port),
             plugin=f"python3 {relay} %h %p",
         )

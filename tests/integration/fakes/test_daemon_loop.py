@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pyfetchmail.auth.credentials import Credentials, FixedSecret
 from pyfetchmail.config.model import Config, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.errors import AuthError
@@ -52,9 +53,9 @@ class Poller:
     script: dict[int, Callable[[], None]] = field(default_factory=dict)
     calls: list[tuple[str, str | None, str]] = field(default_factory=list)
 
-    def __call__(self, query: Query, password: str | None) -> int:
+    def __call__(self, query: Query, credentials: Credentials) -> int:
         n = len(self.calls) + 1
-        self.calls.append((query.label, password, Path(self.pidfile).read_text()))
+        self.calls.append((query.label, credentials.secret(), Path(self.pidfile).read_text()))
         if n in self.script:
             self.script[n]()
         return self.statuses.get(n, 1)
@@ -263,7 +264,7 @@ def _runner(statuses: list[int], **kw: Any) -> tuple[Any, list[str]]:
     it = iter(statuses)
     runner = CycleRunner(
         queries=(Query(Server("pop.example"), User("joe", password="x")),),
-        passwords=("x",),
+        credentials=(FixedSecret("x"),),
         poll=lambda _q, _p: next(it),
         notify=lambda _q, notice: sent.append(notice.subject),
         **kw,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trustme
 
-from pyfetchmail.config.model import Auth, Protocol, Query, Server, User
+from pyfetchmail.config.model import Auth, MailProtocol, Query, Server, User
 from pyfetchmail.errors import AuthError, SocketError
 from pyfetchmail.protocols.pop3_session import Pop3Session, Pop3Source
 from pyfetchmail.protocols.transcript import TRANSCRIPT_LOGGER
@@ -31,7 +31,7 @@ def _query(dovecot: Any, mailuser: Any, *, ssl: bool = False, **fields: Any) -> 
     port = dovecot.pop3s_port if ssl else dovecot.pop3_port
     server = Server(
         pollname="127.0.0.1",
-        protocol=server_fields.pop("protocol", Protocol.POP3),
+        protocol=server_fields.pop("protocol", MailProtocol.POP3),
         service=str(port),
         **server_fields,
     )
@@ -116,7 +116,7 @@ def test_fingerprint_pins(dovecot: Any, mailuser: Any, algo: str) -> None:
     ("fields", "first_command"),
     [
         ({"auth": Auth.PASSWORD}, "USER"),
-        ({"protocol": Protocol.APOP}, "APOP"),
+        ({"protocol": MailProtocol.APOP}, "APOP"),
         ({"auth": Auth.CRAM_MD5}, "AUTH CRAM-MD5"),
         ({"auth": Auth.ANY}, "AUTH"),
     ],

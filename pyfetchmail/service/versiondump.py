@@ -30,8 +30,17 @@ from pyfetchmail.config.dump import (
     service_name,
     visbuf,
 )
-from pyfetchmail.config.model import DEFAULT_TIMEOUT, Auth, BadHeader, Protocol, Query, Server, User
+from pyfetchmail.config.model import (
+    DEFAULT_TIMEOUT,
+    Auth,
+    BadHeader,
+    MailProtocol,
+    Query,
+    Server,
+    User,
+)
 from pyfetchmail.errors import FetchmailError
+from pyfetchmail.state.uidstore import UidStore
 
 __all__ = ["read_saved_uids", "version_banner", "version_dump"]
 
@@ -76,8 +85,6 @@ def read_saved_uids(path: str, queries: Sequence[Query]) -> dict[int, list[str]]
     Parsing is :class:`pyfetchmail.state.uidstore.UidStore`'s (fetchmail's rules,
     case-insensitive account match).  A missing or unreadable file means no UIDs.
     """
-    from pyfetchmail.state.uidstore import UidStore  # the fetch layer's reader; lazy for -V only
-
     try:
         store = UidStore.load(path)
     except (FetchmailError, OSError):
@@ -98,11 +105,11 @@ def _default_ca_paths(environ: Mapping[str, str]) -> tuple[str, str]:
 
 
 def _mailbox_protocol(server: Server) -> bool:
-    return server.protocol not in (Protocol.ETRN, Protocol.ODMR)
+    return server.protocol not in (MailProtocol.ETRN, MailProtocol.ODMR)
 
 
 def _needs_password(server: Server) -> bool:
-    return server.auth.needs_password and server.protocol is not Protocol.ETRN
+    return server.auth.needs_password and server.protocol is not MailProtocol.ETRN
 
 
 _AUTH_LINES = {
@@ -156,7 +163,9 @@ def _query_lines(
         "  This host will be queried when no host is specified.",
     )
     if _needs_password(s):
-        what = {Protocol.APOP: "APOP secret", Protocol.RPOP: "RPOP id"}.get(s.protocol, "Password")
+        what = {MailProtocol.APOP: "APOP secret", MailProtocol.RPOP: "RPOP id"}.get(
+            s.protocol, "Password"
+        )
         # Deviation: fetchmail prints the secret itself here; we never do.
         r.either(u.password is None, "  Password will be prompted for.", f"  {what} is set.")
     _protocol_line(q, r)
@@ -211,7 +220,7 @@ def _query_lines(
         f"  Listener connections will be made via plugout {s.plugout} (--plugout {s.plugout}).",
         "  No plugout command specified.",
     )
-    if mailbox and s.protocol not in (Protocol.AUTO, Protocol.POP2):
+    if mailbox and s.protocol not in (MailProtocol.AUTO, MailProtocol.POP2):
         if not uids:
             r.add("  No UIDs saved from this host.")
         else:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail.config.model import Protocol, Query, Server, User
+from pyfetchmail.config.model import MailProtocol, Query, Server, User
 from pyfetchmail.engine import policy
 from pyfetchmail.protocols.pop3_session import Pop3Source
 from tests.fakes.fake_pop3 import FakePop3Server
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def _query(port: int, **user_fields: Any) -> Query:
-    server = Server(pollname="127.0.0.1", service=str(port), protocol=Protocol.POP3)
+    server = Server(pollname="127.0.0.1", service=str(port), protocol=MailProtocol.POP3)
     return Query(server, User(remote="joe", sslproto="", sslcertck=False, **user_fields))
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail.config.model import Protocol, Query, RunControl, Server, User
+from pyfetchmail.auth.credentials import Credentials, FixedSecret
+from pyfetchmail.config.model import MailProtocol, Query, RunControl, Server, User
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.engine.poll import PollContext
 from pyfetchmail.errors import SocketError
@@ -33,21 +34,23 @@ MSG = b"From: a@example.org\r\nSubject: idle\r\n\r\nbody\r\n"
 
 
 def _ctx(poll_interval: int = 0) -> PollContext:
-    def factory(query: Query, password: str | None, ctx: PollContext) -> ImapSource:
-        return ImapSource(query, password)
+    def factory(query: Query, credentials: Credentials, ctx: PollContext) -> ImapSource:
+        return ImapSource(query, credentials)
 
     return PollContext(
         run=RunControl(poll_interval=poll_interval),
         options=CommandLineOptions(),
         identity=None,
         uidstore=UidStore(None),
-        password=None,
+        credentials=FixedSecret(None),
         source_factory=factory,
     )
 
 
 def _dovecot_query(dovecot: Dovecot, user: MailUser) -> Query:
-    server = Server("127.0.0.1", protocol=Protocol.IMAP, service=str(dovecot.imap_port), timeout=10)
+    server = Server(
+        "127.0.0.1", protocol=MailProtocol.IMAP, service=str(dovecot.imap_port), timeout=10
+    )
     opts = {"sslcertfile": str(dovecot.ca_file), "sslcommonname": "localhost", "idle": True}
     return Query(server, User(remote=user.name, **opts))
 
@@ -136,11 +139,11 @@ def test_wake_event_and_refresh_run_passes(dovecot: Dovecot, mailuser: MailUser)
 def _with_password(ctx: PollContext, password: str) -> PollContext:
     import dataclasses
 
-    return dataclasses.replace(ctx, password=password)
+    return dataclasses.replace(ctx, credentials=FixedSecret(password))
 
 
 def _fake_query(fake: FakeImapServer) -> Query:
-    server = Server(fake.host, protocol=Protocol.IMAP, service=str(fake.port), timeout=5)
+    server = Server(fake.host, protocol=MailProtocol.IMAP, service=str(fake.port), timeout=5)
     return Query(server, User(remote="joe", sslproto="", sslcertck=False, idle=True))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pyfetchmail.config.model import Protocol, Query, Server, User
+from pyfetchmail.config.model import MailProtocol, Query, Server, User
 from pyfetchmail.protocols import imap
 from pyfetchmail.protocols.base import MessageRef
 from tests.fakes.fake_pop3 import FakePop3Server
@@ -197,7 +197,7 @@ def test_imap_hook_per_batch_and_per_partial_fetch(dovecot: Any, mailuser: Any) 
     mailuser.deliver(small)
     mailuser.deliver(big)
     server = Server(
-        pollname="127.0.0.1", protocol=Protocol.IMAP, service=str(dovecot.imap_port), timeout=20
+        pollname="127.0.0.1", protocol=MailProtocol.IMAP, service=str(dovecot.imap_port), timeout=20
     )
     user = User(remote=mailuser.name, sslcertfile=str(dovecot.ca_file), sslcommonname="localhost")
     session = imap.ImapSource(Query(server, user), mailuser.password).open()

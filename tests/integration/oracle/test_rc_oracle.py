@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from pyfetchmail.config.env import Identity, local_hostname
-from pyfetchmail.config.model import Auth, BadHeader, Protocol
+from pyfetchmail.config.model import Auth, BadHeader, MailProtocol
 from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.config.rcfile import LoadResult, build_config
 from pyfetchmail.config.rcgrammar import parse_rc
@@ -248,7 +248,7 @@ _CLI_CASES: list[tuple[list[str], CommandLineOptions]] = [
             folders=("F2",),
             antispam=(550, 501),
             ssl=True,
-            protocol=Protocol.IMAP,
+            protocol=MailProtocol.IMAP,
         ),
     ),
     (
