@@ -10,6 +10,10 @@ Fixtures (read the docstrings below for details):
 
 Rule: a server that cannot start fails the test when the environment
 variable ``CI`` is non-empty, and skips it (with the reason) otherwise.
+
+Tests under ``tests/integration/dovecot``, ``postfix`` and ``oracle`` get that
+marker automatically (see ``pytest_collection_modifyitems``); tests elsewhere
+that need a server still carry the marker themselves.
 """
 
 from __future__ import annotations
@@ -26,6 +30,20 @@ from testbed.postfix import POSTFIX_TEST_USER, PostfixInfo, maildir_of, postfix_
 from testbed.sinks import SmtpSink
 
 __all__: list[str] = []
+
+_INTEGRATION = Path(__file__).parent / "integration"
+_DIRECTORY_MARKERS = ("dovecot", "postfix", "oracle")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests under ``integration/<marker>/`` with ``<marker>`` (before ``-m`` selects)."""
+    for item in items:
+        if not item.path.is_relative_to(_INTEGRATION):
+            continue
+        folder = item.path.relative_to(_INTEGRATION).parts[0]
+        if folder in _DIRECTORY_MARKERS:
+            item.add_marker(folder)
 
 
 def _unavailable(reason: str) -> None:

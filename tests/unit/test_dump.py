@@ -2,7 +2,8 @@
 
 The configurations are built by hand here (they mirror the sample rc files in
 tests/data/samples/, copied from shared/reference/samples/) so the dumpers are
-tested independently of the rc parser; tests/integration/test_cli_oracle.py covers parser + dumper.
+tested independently of the rc parser; tests/integration/oracle/test_cli_oracle.py covers
+parser + dumper.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ def test_listener_drops_mid_data_nothing_deleted_rerun_delivers(
 
 # --- the README demo ---------------------------------------------------------------
 
-_REPO = Path(__file__).resolve().parents[2]
+_REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.timeout(150)

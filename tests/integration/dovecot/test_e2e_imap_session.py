@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests.fakes.fake_imap import FakeImapServer
+from tests.integration.dovecot.test_e2e_imap import _bodies, _fill, _served, imap_rc
 from tests.integration.e2e_helpers import E2E, pyfetchmail_argv, sample
-from tests.integration.test_e2e_imap import _bodies, _fill, _served, imap_rc
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(90)]
 

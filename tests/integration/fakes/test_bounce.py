@@ -23,7 +23,6 @@ from pyfetchmail.delivery.bounce import (
 from pyfetchmail.mail.message import SpooledMessage
 from pyfetchmail.mail.prepare import prepare_message
 from testbed.dovecot import free_ports
-from testbed.postfix import PostfixInfo
 from testbed.sinks import SmtpSink
 from tests.builders import SAMPLE_MESSAGE, sample_query, sample_trace
 from tests.samples import SAMPLES
@@ -194,20 +193,3 @@ def test_partial_rejection_reason(smtp_sink: SmtpSink) -> None:
     assert b"alice@localhost\r\n" not in first.data
     assert f"Reason: {REASON_LMTP_PARTIAL}".encode() in second.data
     assert b"   LMTP error: 550 5.1.1 unknown" in second.data
-
-
-@pytest.mark.postfix
-def test_bounce_through_real_postfix_on_port_25(postfix: PostfixInfo) -> None:
-    postfix.clear()
-    envelope = Envelope(f"{postfix.user}@localhost", ("alice",))
-    result = DeliveryResult(Outcome.PERMFAIL, 550, "550 5.7.1 rejected", ())
-    # default host/port: localhost:25, as fetchmail hard-codes
-    assert send_bounce(
-        _prepared(), envelope, result, query=QUERY, run=NOSOFT, fetchmailhost="localhost",
-        reason=REASON_GENERAL, timeout=10,
-    )  # fmt: skip
-    (path,) = postfix.wait_for_messages(1, timeout=20)
-    stored = path.read_bytes()
-    assert b"Subject: Mail delivery failed: returning message to sender\n" in stored
-    assert b"Content-Type: message/delivery-status\n" in stored
-    assert b"Return-Path: <>\n" in stored  # sent from the null reverse-path

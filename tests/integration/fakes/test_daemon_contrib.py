@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
+CONTRIB = Path(__file__).resolve().parents[3] / "contrib"
 _SCRIPT = shutil.which("pyfetchmail")
 _CMD = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "pyfetchmail"]
 

@@ -2,8 +2,8 @@
 
 The first tests use entries whose ``preconnect`` appends the entry's name to
 a file and fails, so every poll (and every skipped one) is visible without a
-server.  The last one polls the private Dovecot through ``interface`` and
-``monitor lo`` for real.  Whether ``lo`` is idle between two polls depends on
+server.  dovecot/test_daemon_iface_dovecot.py polls the private Dovecot through
+``interface`` and ``monitor lo`` for real.  Whether ``lo`` is idle between two polls depends on
 everything else on the host, so "inactive" is checked in the unit tests
 (tests/unit/test_iface.py) with an injected counter; here traffic is made
 on purpose.
@@ -14,18 +14,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from tests.integration.e2e_helpers import pop3_rc, sample
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -171,45 +167,3 @@ def test_monitor_of_a_missing_interface_skips(daemon: Daemon) -> None:
     daemon.stop()
     assert "watched" not in daemon.poll_lines()
     assert "skipping poll of watched, nosuch0 down" in daemon.output
-
-
-def _make_loopback_traffic() -> None:
-    with (
-        socket.create_server(("127.0.0.1", 0)) as server,
-        socket.create_connection(server.getsockname(), timeout=5) as client,
-    ):
-        conn, _ = server.accept()
-        with conn:
-            client.sendall(b"x")
-            conn.settimeout(5)
-            conn.recv(1)
-
-
-@pytest.mark.dovecot
-def test_monitored_daemon_polls_dovecot_after_traffic(
-    daemon: Daemon, dovecot: Any, mailuser: Any, smtp_sink: Any
-) -> None:
-    mailuser.deliver(sample(1))
-    daemon.write_rc(
-        pop3_rc(
-            dovecot,
-            mailuser,
-            smtp_port=smtp_sink.port,
-            server_opts="interface lo/127.0.0.1 monitor lo",
-        )
-    )
-    daemon.start("-d", "1", "-N", "-v")
-    assert wait_for(lambda: len(smtp_sink.received) == 1), daemon.output
-    mailuser.deliver(sample(2))  # on disk only: no loopback traffic
-    # The settle delay (3 s) passes before the counter is noted; traffic made
-    # after that makes the next cycle poll.
-    assert wait_for(lambda: "sleeping at" in daemon.output, 15), daemon.output
-    deadline = time.monotonic() + 30
-    while len(smtp_sink.received) < 2 and time.monotonic() < deadline:
-        _make_loopback_traffic()
-        time.sleep(0.5)
-    assert len(smtp_sink.received) == 2, daemon.output
-    assert wait_for(lambda: mailuser.messages() == []), daemon.output  # the poll ended
-    daemon.stop()
-    assert daemon.output.count("poll completed") >= 2
-    assert "IP address excluded" not in daemon.output

@@ -1,4 +1,7 @@
-"""LMTP sink: per-recipient end-of-data replies (RFC 2033) and real Dovecot LMTP."""
+"""LMTP sink: per-recipient end-of-data replies (RFC 2033).
+
+Real Dovecot LMTP: dovecot/test_lmtp_dovecot.py.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,13 @@ import os
 import socket
 import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 
 from pyfetchmail.config.model import NameMapping, Query, RunControl, Server, User
 from pyfetchmail.delivery.base import Envelope, Outcome
-from pyfetchmail.delivery.factory import make_delivery
 from pyfetchmail.delivery.smtp import SmtpDelivery, SmtpTimeouts
 from pyfetchmail.mail.message import SpooledMessage
-from testbed.dovecot import Dovecot, MailUser
 from testbed.sinks import SmtpSink
 
 pytestmark = pytest.mark.timeout(60)
@@ -112,33 +112,3 @@ def test_unix_socket_is_always_lmtp() -> None:
     assert r.outcome is Outcome.ACCEPTED
     assert r.where == path
     assert seen == [b"LHLO vm", b"MAIL FROM:<s@x>", b"RCPT TO:<a@localhost>", b"DATA"]
-
-
-@pytest.mark.dovecot
-def test_real_dovecot_lmtp(dovecot: Dovecot, mailuser: MailUser) -> None:
-    q = Query(
-        Server("pop.test"),
-        User(
-            "joe",
-            smtphunt=(f"127.0.0.1/{dovecot.lmtp_port}",),
-            lmtp=True,
-            smtpaddress="localhost",
-            localnames=(NameMapping(mailuser.name, mailuser.name),),
-        ),
-    )
-    d = make_delivery(q, RUN, "vm", server_truename="pop.test")
-    try:
-        ok = d.deliver(
-            SpooledMessage.from_bytes(MSG), Envelope("s@remote.example", (mailuser.name,))
-        )
-        bad = d.deliver(
-            SpooledMessage.from_bytes(MSG), Envelope("s@remote.example", ("nosuchuser",))
-        )
-    finally:
-        d.close()
-    assert ok.outcome is Outcome.ACCEPTED
-    assert bad.outcome is not Outcome.ACCEPTED
-    messages = mailuser.messages()
-    assert len(messages) == 1
-    assert messages[0].endswith(b"Subject: lmtp\n\nbody\n")
-    assert isinstance(mailuser.maildir, Path)

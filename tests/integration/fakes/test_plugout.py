@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,11 +19,10 @@ from pyfetchmail.delivery.smtp import SmtpDelivery, SmtpTimeouts
 from pyfetchmail.errors import SmtpConnectError
 from pyfetchmail.mail.message import SpooledMessage
 from testbed.sinks import SmtpSink
-from tests.integration.e2e_helpers import E2E, pop3_rc, sample
 
 pytestmark = pytest.mark.timeout(60)
 
-RELAY = Path(__file__).with_name("tcp_relay.py")
+RELAY = Path(__file__).resolve().parent.parent / "tcp_relay.py"
 FAST = SmtpTimeouts(*(5.0,) * 8)
 RUN = RunControl(postmaster="postmaster")
 MSG = b"From: s@remote.example\r\nTo: joe@remote.example\r\nSubject: t\r\n\r\nbody\r\n.dot\r\n"
@@ -88,28 +86,3 @@ def test_plugout_whose_peer_refuses_is_a_connect_failure(tmp_path: Path) -> None
     sink = _delivery("127.0.0.1/1", relay_command(tmp_path / "trace"))
     with pytest.raises(SmtpConnectError):
         sink.deliver(SpooledMessage.from_bytes(MSG), Envelope("s@x.example", ("alice",)))
-
-
-@pytest.mark.dovecot
-@pytest.mark.timeout(90)
-def test_console_script_delivers_through_plugout(
-    tmp_path: Path, dovecot: Any, mailuser: Any, smtp_sink: SmtpSink
-) -> None:
-    raw = sample(1)
-    mailuser.deliver(raw)
-    trace = tmp_path / "trace"
-    e2e = E2E(tmp_path / "home")
-    e2e.write_rc(
-        pop3_rc(
-            dovecot,
-            mailuser,
-            smtp_port=smtp_sink.port,
-            server_opts=f'plugout "{relay_command(trace)}"',
-        )
-    )
-    run = e2e.pyfetchmail()
-    assert run.returncode == 0, run
-    (got,) = smtp_sink.wait_for(1)
-    assert got.mail_from == "sender1@remote.example"
-    assert trace.read_text() == f"127.0.0.1 {smtp_sink.port}\n"
-    assert mailuser.messages() == []
