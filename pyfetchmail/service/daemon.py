@@ -78,7 +78,7 @@ from pyfetchmail.service.signals import SignalState, Terminated, WakeReason
 from pyfetchmail.service.wiring import PollFunc
 from pyfetchmail.state.uidstore import UidStore
 
-__all__ = ["run"]
+__all__ = ["PollObserver", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _detach(logfile: str | None) -> None:
         raise FetchmailError("Cannot detach into background. Aborting.") from exc
 
 
-class _PollObserver:
+class PollObserver:
     """What the engine reported about each poll (``PollContext.on_stats``).
 
     - timeouts, for the wedged-query rule (:class:`~pyfetchmail.service.cycle.CycleRunner`);
@@ -268,7 +268,7 @@ def _run(
         lock.acquire(interval if daemon else None)
         store: UidStore | None = None
         idle = IdleGroup()  # its stop event is every poll context's stop event
-        observer = _PollObserver(result, warn_oversized=detached)
+        observer = PollObserver(result, warn_oversized=detached)
         try:
             if daemon:
                 log.info("starting pyfetchmail %s daemon", __version__)

@@ -22,7 +22,7 @@ from pyfetchmail.config.overrides import CommandLineOptions
 from pyfetchmail.engine.poll import PollContext, poll_query
 from pyfetchmail.engine.stats import OversizedMessage, PollStats
 from pyfetchmail.exitcodes import ExitCode
-from pyfetchmail.service.daemon import _PollObserver
+from pyfetchmail.service.daemon import PollObserver
 from pyfetchmail.state.uidstore import UidStore
 
 pytestmark = pytest.mark.timeout(30)
@@ -108,7 +108,7 @@ def test_oversized_warning_sent_once_then_on_new_message(smtp_sink: Any) -> None
             warnings=3600,
         ),
     )
-    observer = _PollObserver(_Result(), warn_oversized=True)  # type: ignore[arg-type]
+    observer = PollObserver(_Result(), warn_oversized=True)  # type: ignore[arg-type]
     observer.on_stats(query, PollStats(oversized=(_big(1),)))
     assert smtp_sink.wait_for(1, 10)
     observer.on_stats(query, PollStats(oversized=(_big(1),)))  # same one, within `warnings`
@@ -127,7 +127,7 @@ def test_no_oversized_warning_unless_detached(smtp_sink: Any) -> None:
         Server("pop.example"),
         User("joe", localnames=(NameMapping("a", "a"),), smtphunt=(f"127.0.0.1/{smtp_sink.port}",)),
     )
-    observer = _PollObserver(_Result(), warn_oversized=False)  # type: ignore[arg-type]
+    observer = PollObserver(_Result(), warn_oversized=False)  # type: ignore[arg-type]
     observer.on_stats(query, PollStats(oversized=(_big(1),)))
     time.sleep(0.5)  # sending is synchronous; nothing may arrive at all
     assert smtp_sink.received == []
