@@ -1,4 +1,6 @@
-"""Delivery status notifications ("bounces") for refused mail (spec §6.3).
+"""Delivery status notifications ("bounces") for refused mail (RFC 3464).
+
+fetchmail(1), RETRIEVAL FAILURE MODES, says when fetchmail bounces.
 
 Responsibility: decide whether a delivery result warrants a bounce and to
 whom, compose fetchmail's DSN (RFC 3464 ``multipart/report``) and send it
@@ -9,7 +11,7 @@ Invariants:
   ``MAILER-DAEMON@...`` (RFC 5321 §4.5.5: no bounce loops).
 - *Whether* to bounce is the fetch engine's decision (``policy``: at most
   one bounce per message, so ``softbounce`` no longer re-bounces on every
-  poll as fetchmail 6.4 did, spec §6.3 sharp edge); this module composes
+  poll as fetchmail 6.4 did); this module composes
   and sends.
 - The DSN layout is fetchmail's byte for byte (samples/
   bounce-message-smtp-view.txt), CRLF line ends; the bounce goes to

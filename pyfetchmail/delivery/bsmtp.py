@@ -1,4 +1,4 @@
-"""BSMTP sink: append each message as a batch-SMTP transaction (spec §6.5).
+"""BSMTP sink: append each message as a batch-SMTP transaction (fetchmail(1), ``--bsmtp``).
 
 Responsibility: write ``MAIL FROM``/``RCPT TO``/``DATA``/message/``.`` with
 CRLF line ends to the ``bsmtp`` file (or stdout for ``-``).
@@ -7,7 +7,7 @@ Invariants:
 - ACCEPTED only after the whole record is written, flushed and fsync'ed.
 - A record is all or nothing: if writing fails half-way, the file is
   truncated back to its previous length (fetchmail could leave a partial
-  transaction behind: spec §10.2 item 2), and the result is TEMPFAIL.
+  transaction behind), and the result is TEMPFAIL.
 - The body is dot-stuffed (RFC 5321 §4.5.2), which reproduces the bytes
   fetchmail wrote: it passed the POP3 server's stuffing through.
 - No HELO/QUIT and no SIZE, as in fetchmail.  Failure to open the file is

@@ -1,4 +1,4 @@
-"""Choose the delivery sink of a query (spec §6.1).
+"""Choose the delivery sink of a query (fetchmail(1): ``--bsmtp``, ``--mda``, ``--lmtp``).
 
 Precedence: ``bsmtp`` > SMTP/LMTP to the ``smtphost`` hunt list (when no
 ``mda`` is set) > ``mda``.  Configuration problems found here (a quoted

@@ -1,4 +1,4 @@
-"""MDA sink: pipe each message into a local delivery command (spec §6.4).
+"""MDA sink: pipe each message into a local delivery command (fetchmail(1), ``--mda``).
 
 Responsibility: ``%T``/``%s``/``%F`` expansion, running the command through
 ``/bin/sh -c`` as fetchmail does (so redirections and pipes in the rc keep

@@ -3,7 +3,7 @@
 Responsibility: the ``smtphost`` hunt list, the per-query connection
 (reused, reopened after ``batchlimit`` messages or ``timeout`` seconds of
 silence), the envelope dialogue and the mapping of reply codes to an
-:class:`~pyfetchmail.delivery.base.Outcome` (spec §6.2, §6.3).
+:class:`~pyfetchmail.delivery.base.Outcome` (RFC 5321 §4.2; fetchmail(1), RETRIEVAL FAILURE MODES).
 With the server's ``plugout``, a TCP hunt entry is reached through that
 command instead (``%h``/``%p`` = host/port; UNIX socket paths are not).
 
@@ -64,7 +64,7 @@ class SmtpTimeouts:
 
     @classmethod
     def for_server(cls, timeout: int) -> SmtpTimeouts:
-        """RFC minimums, raised to the server ``timeout`` where that is larger (spec §6.2)."""
+        """RFC 5321 §4.5.3.2 minimums, raised to the server ``timeout`` where that is larger."""
         base = cls()
         return cls(*(max(float(getattr(base, f)), float(timeout)) for f in cls.__slots__))
 
@@ -89,7 +89,7 @@ def parse_hunt_entry(entry: str) -> tuple[str, int | None, str | None]:
 
 
 def classify_reply(code: int, antispam: Iterable[int]) -> tuple[Outcome, bool]:
-    """(outcome, spam) for a failing reply *code* (spec §6.3)."""
+    """(outcome, spam) for a failing reply *code* (fetchmail(1), ``--antispam``)."""
     if code in tuple(antispam):
         return Outcome.PERMFAIL, True
     if code == 530:  # RFC 3207: STARTTLS required; we never do it, so keep the mail
@@ -158,7 +158,7 @@ class SmtpDelivery:
                     # "[::1]/2525": brackets delimit an IPv6 literal, not the name
                     name = host.strip("[]")
                     plugout = self.query.server.plugout
-                    if plugout:  # replaces the TCP connection (spec §6.2)
+                    if plugout:  # replaces the TCP connection (fetchmail(1), ``--plugout``)
                         client = SmtpClient.connect_plugout(plugout, name, port, t.connect, proto)
                     else:
                         client = SmtpClient.connect(name, port, t.connect, proto)

@@ -11,7 +11,7 @@ Invariants:
   peer's delayed ACK adds latency (testbed notes: 40 ms per message).
   Memory is bounded by the write buffer, whatever the message size.
 - Passwords never reach the log: AUTH payloads are logged as ``*``.
-- Control characters in replies are shown as ``?`` in logs (spec §6.2).
+- Control characters in replies are shown as ``?`` in logs, as fetchmail does.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class SmtpClient:
     def connect_plugout(
         cls, command: str, host: str, port: int, timeout: float, proto: str = "SMTP"
     ) -> SmtpClient:
-        """Talk through the ``plugout`` *command* instead of TCP (spec §6.2, §7.6).
+        """Talk through the ``plugout`` *command* instead of TCP (fetchmail(1), ``--plugout``).
 
         ``%h``/``%p`` become *host*/*port*; the command runs without a shell
         with its stdin/stdout on a socketpair (:func:`~pyfetchmail.net.connect.open_plugin`).

@@ -1,4 +1,6 @@
-"""Warning mails fetchmail writes itself (spec §6.9), sent through the query's sink.
+"""Warning mails fetchmail writes itself, sent through the query's sink.
+
+See fetchmail(1), ``--warnings`` and RETRIEVAL FAILURE MODES.
 
 Responsibility: the texts (oversized messages, repeated timeouts,
 authentication failed / OK), the message layout, the recipient choice and

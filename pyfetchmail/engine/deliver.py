@@ -9,8 +9,8 @@ Invariants (the rules are those of :mod:`pyfetchmail.engine.poll`):
   (SMTP 250, LMTP 250 for every recipient, MDA exit 0); a temporary
   failure is ``TRANSIENT``, a permanent one or a prepare-time refusal
   ``REFUSED``.
-- UW-IMAP's pseudo message (spec §5.2 step 12) is ``RETAINED``, never
-  delivered.
+- UW-IMAP's pseudo message ("DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL
+  DATA") is ``RETAINED``, never delivered.
 - A refused message is bounced at most once: the bounce is recorded in the
   sidecar (:meth:`~pyfetchmail.engine.record.FolderRecord.record_bounced`).
 - The prepared copy is always closed; *msg* itself belongs to the caller.
@@ -57,7 +57,7 @@ class MessageDelivery:
         if ref.number == 1 and (retained or b"X-IMAP:" in msg.header_bytes()):
             if prepared.message is not msg:
                 prepared.message.close()
-            return Fate.RETAINED, None  # §5.2 step 12: UW-IMAP's internal pseudo message
+            return Fate.RETAINED, None  # UW-IMAP's internal pseudo message
         for warning in prepared.warnings:
             log.warning("%s", warning)
         try:

@@ -1,8 +1,8 @@
 """Pure decisions of the fetch engine: is a message new, fetch it, what to do after.
 
 Nothing here performs I/O; the engine (:mod:`pyfetchmail.engine.poll`) executes.
-The rules are fetchmail 6.4's (spec §6.8, §6.3, §6.11) plus two documented
-improvements:
+The rules are fetchmail 6.4's (fetchmail(1): Disposal Options, RETRIEVAL
+FAILURE MODES, ``--softbounce``) plus two documented improvements:
 
 - a message this program delivered but whose deletion the server has not
   made durable (``pending``) is never delivered again; it is deleted on the
@@ -18,7 +18,8 @@ Decision rules, in the order :func:`classify` applies them:
    not marked seen; deleted only with ``limitflush``).
 4. otherwise → NEW (fetch and deliver).
 
-:func:`disposition` implements §6.8 steps 4-5: a message is deleted iff
+:func:`disposition` implements fetchmail's disposal rule (fetchmail(1),
+Disposal Options): a message is deleted iff
 none of (transient, retained, oversized without ``limitflush``, refused with
 ``softbounce``) and one of (processed and not ``keep``; old with ``flush``;
 oversized with ``limitflush``).  Not deleted but processed with ``keep``
@@ -139,11 +140,12 @@ def classify(*, new: bool, pending: bool, size: int | None, flags: Flags) -> Sel
 
 
 def disposition(fate: Fate, flags: Flags) -> Action:
-    """The server-side action for a message whose *fate* is known (§6.8 steps 4-5)."""
+    """The server-side action for a message whose *fate* is known (fetchmail's disposal rule)."""
     if not flags.can_delete or fate in (Fate.TRANSIENT, Fate.RETAINED):
         return Action.KEEP
     if fate is Fate.REFUSED and flags.softbounce:
-        # §6.11: treated like a temporary failure: left on the server, not marked seen.
+        # fetchmail(1) ``--softbounce``: treated like a temporary failure: left on
+        # the server, not marked seen.
         return Action.KEEP
     if fate is Fate.OVERSIZED:
         return Action.DELETE if flags.limitflush else Action.KEEP
@@ -160,7 +162,9 @@ def bounce_reason(
     spambounce: bool,
     already_bounced: bool,
 ) -> str | None:
-    """Whether to bounce a refused message, and the reason text (§6.3).
+    """Whether to bounce a refused message, and the reason text.
+
+    fetchmail(1), RETRIEVAL FAILURE MODES, gives the cases.
 
     ``None`` means no bounce: the message was bounced before (our fix of the
     softbounce repeat-bounce), it is spam without ``spambounce``, or the

@@ -12,7 +12,7 @@ Mail-safety rules (each has a test in ``tests/unit/test_fetch_safety.py``):
 Rule 1. No deletion mark before positive acknowledgement.  A message is
    deleted only when the sink returned ``Outcome.ACCEPTED`` (SMTP 250, LMTP
    250 for every recipient, MDA exit 0), or it was refused permanently with
-   ``no softbounce``, or ``flush``/``limitflush`` say so (spec §6.8).
+   ``no softbounce``, or ``flush``/``limitflush`` say so (fetchmail(1), Disposal Options).
 Rule 2. Record before acting.  After acknowledgement the UID is recorded as
    delivered (POP3: seen in ``.fetchids`` *and* pending deletion in the
    sidecar; IMAP: delivered + pending for the folder's UIDVALIDITY) and made
@@ -107,7 +107,7 @@ def process_session(
     ``split_pending`` set (POP3 ``expunge N``); *skip_uids* were already
     tried in an earlier sub-session of the same poll and are not fetched again.
     Without *sink* a delivery is opened on first use and closed before
-    returning (IMAP closes the SMTP connection before it IDLEs, spec §5.3).  POP3 UIDs in
+    returning (IMAP closes the SMTP connection before it IDLEs, as fetchmail does).  POP3 UIDs in
     :attr:`PollStats.uncommitted` become durable only at QUIT: pass the
     result to :func:`commit_pop3` after ``session.close(commit=True)``.
     """

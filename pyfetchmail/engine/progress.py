@@ -1,4 +1,4 @@
-"""Progress display while a message downloads (spec §7.3, §7.5).
+"""Progress display while a message downloads (fetchmail(1), ``--showdots``).
 
 The mail sources report bytes as they arrive through the optional
 ``progress`` hook of a session (see :mod:`pyfetchmail.protocols.base`); the

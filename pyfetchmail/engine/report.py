@@ -1,4 +1,6 @@
-"""The fetch engine's user-visible log lines, in fetchmail 6.4's wording (spec §7.3).
+"""The fetch engine's user-visible log lines, in fetchmail 6.4's wording.
+
+Which lines appear depends on ``--verbose`` and ``--silent`` (fetchmail(1)).
 
 Pure string builders, so their exact text is tested without a session.
 fetchmail writes some of these lines piecewise (``reading message ...`` then

@@ -39,7 +39,8 @@ __all__ = ["SessionRun"]
 
 log = logging.getLogger(__name__)
 
-#: IMAP re-poll passes per folder after a pass that delivered something (§5.3 step 13).
+#: IMAP re-poll passes per folder after a pass that delivered something (fetchmail
+#: re-checks a folder after a pass that fetched mail).
 MAX_IMAP_PASSES = 5
 #: Consecutive per-message fetch errors tolerated before the session counts as broken.
 MAX_FAILURES_IN_A_ROW = 3
@@ -141,7 +142,7 @@ class SessionRun:
 
     def _folder_pass(self, folder: str | None, *, repoll: bool = False) -> None:
         # The IMAP source EXPUNGEs right after SELECT unless ``keep``, as fetchmail
-        # does (§5.3 step 8), and lists only UNDELETED messages either way, so
+        # does, and lists only UNDELETED messages either way, so
         # leftovers of a run killed before its EXPUNGE are never fetched and
         # their records are pruned.
         listing = self.session.select(folder)
@@ -157,7 +158,7 @@ class SessionRun:
             self.remote, self.truename, folder if self.query.user.mailboxes else None
         )
         if repoll and n_new == 0:
-            pass  # §5.3 step 13 re-check found nothing: stay quiet
+            pass  # the re-check pass found nothing: stay quiet
         elif listing.count == 0:
             if not self.ctx.daemon or log.isEnabledFor(logging.DEBUG):
                 log.info("%s", report.no_mail_line(label))
@@ -276,7 +277,7 @@ class SessionRun:
         self.c.fetched += 1
         fate, result = self.delivery.deliver(ref, msg, self._origin(listing))
         if fate is Fate.RETAINED:
-            self.c.fetched -= 1  # not a message (§5.2 step 12)
+            self.c.fetched -= 1  # not a message (UW-IMAP's folder-internal pseudo message)
         if fate is Fate.DELIVERED:
             self.c.delivered += 1
         elif fate is Fate.REFUSED:
@@ -318,7 +319,7 @@ class SessionRun:
     # -- recording and server actions ------------------------------------------
 
     def _mark_seen(self, ref: MessageRef, *, record: bool) -> None:
-        """§6.8 step 5 (``keep``).  IMAP records the UID as pending until the
+        """``keep`` (fetchmail(1), Disposal Options).  IMAP records the UID as pending until the
         server confirmed ``\\Seen``: a kill in between is repaired next poll
         (PENDING + keep = mark seen), while a message a user later marks unread
         in another client is left alone."""
@@ -340,7 +341,8 @@ class SessionRun:
     def _origin(self, listing: FolderListing) -> TraceInfo:
         return TraceInfo(
             server_truename=self.truename,
-            # §5.1: with ``no dns`` fetchmail knows no server address (Received: omits it).
+            # fetchmail(1) ``--nodns``: fetchmail knows no server address, and
+            # Received: omits it.
             server_address=self.session.peer_address if self.query.server.dns else None,
             protocol_name=self.session.protocol_name,
             fetchmailhost=self.ctx.fetchmailhost,

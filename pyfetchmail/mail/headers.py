@@ -385,7 +385,7 @@ def received_header(
 
 
 def rcpt_address(name: str, smtpname: str | None, domain: str) -> str:
-    """RCPT address for a local recipient (spec §6.2)."""
+    """RCPT address for a local recipient (fetchmail(1), ``--smtpaddress``)."""
     if "@" in name:
         return name
     if smtpname:

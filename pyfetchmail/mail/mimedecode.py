@@ -1,4 +1,6 @@
-"""``mimedecode`` for bodies: quoted-printable text parts become 8-bit (spec §6.6).
+"""``mimedecode`` for bodies: quoted-printable text parts become 8-bit.
+
+fetchmail(1), ``--mimedecode``; the encoding is RFC 2045 §6.7.
 
 Responsibility: decide from the MIME headers whether (and which parts of) a
 body are quoted-printable text, rewrite their ``Content-Transfer-Encoding``

@@ -1,8 +1,8 @@
 """Multidrop recipient discovery: which local users a message belongs to.
 
 Responsibility: given the header fields of one message and the query's
-server/user options, find the envelope recipients (spec §6.7) and map them
-to local names.  Pure: no I/O, no DNS, no logging.
+server/user options, find the envelope recipients (fetchmail(1), Header
+versus Envelope addresses) and map them to local names.  Pure: no I/O, no DNS, no logging.
 
 Rules, in order:
 

@@ -1,4 +1,7 @@
-"""Turn a retrieved message into what the local side gets (spec §6.6, §6.7).
+"""Turn a retrieved message into what the local side gets.
+
+fetchmail(1) documents the header handling under ``--rewrite``,
+``--envelope`` and THE USE AND ABUSE OF MULTIDROP MAILBOXES.
 
 Responsibility: header processing in fetchmail's order, the envelope
 (sender and local recipients), and the decision to refuse a message before
@@ -16,7 +19,7 @@ Invariants:
   qualifies bare names.
 - Our Received header is inserted before the first field *named*
   ``Received`` (fetchmail searched for the substring ``Received:`` anywhere,
-  so an ``X-Received:`` field could capture it: spec §10.2 item 18), or at
+  so an ``X-Received:`` field could capture it), or at
   the top when there is none.
 """
 
@@ -119,7 +122,7 @@ def _truename_domain(truename: str) -> str:
 
 
 def envelope_sender(fields: Iterable[bytes], remote: str, truename: str) -> str:
-    """Envelope sender per spec §6.2 (``""`` stands for ``<>``).
+    """Envelope sender as fetchmail chooses it (``""`` stands for ``<>``).
 
     Return-Path first, then the sender headers in priority order; fallback
     ``remote@truename``.  A bare local part gets ``@truename``.
@@ -173,7 +176,10 @@ def _is_mda(query: Query) -> bool:
 def _process_fields(
     fields: list[bytes], query: Query, truename: str
 ) -> tuple[list[bytes], str | None, bool]:
-    """Steps 4-10 of §6.6: returns (fields, refusal, retained)."""
+    """Header processing proper (``rewrite``, ``dropstatus``, ``dropdelivered``).
+
+    Returns (fields, refusal, retained).
+    """
     user, server = query.user, query.server
     out: list[bytes] = []
     retained = False
@@ -231,7 +237,7 @@ def prepare_message(
     *,
     previous_digest: bytes | None = None,
 ) -> PreparedMessage:
-    """Apply header processing to *raw* and find its envelope (spec §6.6, §6.7).
+    """Apply header processing to *raw* and find its envelope (``--envelope``).
 
     *previous_digest* is :attr:`PreparedMessage.header_digest` of the
     previous message of the same query, for multidrop duplicate suppression.

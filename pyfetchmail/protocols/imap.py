@@ -107,7 +107,7 @@ class ImapSource:
         return ImapSession(client, self.query, self.timeout, check_only=self.check_only)
 
 
-def _batches(refs: Sequence[MessageRef]) -> Iterator[list[MessageRef]]:
+def fetch_batches(refs: Sequence[MessageRef]) -> Iterator[list[MessageRef]]:
     """Group *refs* in order; a big or unsized message forms a batch of its own."""
     batch: list[MessageRef] = []
     octets = 0
@@ -203,7 +203,7 @@ class ImapSession:
             self.expunge()
         user = self.query.user
         tolerate_readonly = user.fetchall and user.keep
-        # fetchmail sends rc folder names as written (spec §5.3 step 7), so an
+        # fetchmail sends rc folder names as written (unencoded), so an
         # ASCII name is already the wire form (e.g. modified UTF-7 "Entw&APw-rfe");
         # only a non-ASCII name needs RFC 3501 §5.1.3 encoding by imapclient.
         self._client.folder_encode = not name.isascii()
@@ -211,7 +211,7 @@ class ImapSession:
             try:
                 info = self._client.select_folder(name, readonly=self.check_only)
             except imaplib.IMAP4.readonly:
-                # [READ-ONLY] on SELECT: someone else holds the mailbox (spec §5.3.7).
+                # [READ-ONLY] on SELECT: someone else holds the mailbox (RFC 3501 §7.1).
                 if not tolerate_readonly:
                     raise ServerLockBusy(f"{self.host}: mailbox {name} is read-only.") from None
                 log.debug("%s: %s is read-only, tolerated with fetchall+keep", self.host, name)
@@ -223,7 +223,7 @@ class ImapSession:
             self._folder = name
             exists = int(info.get(b"EXISTS", 0))
             if exists and not self.check_only and not user.keep and not tolerate_readonly:
-                # fetchmail (spec §5.3 step 8): EXPUNGE right after SELECT removes
+                # As fetchmail does, EXPUNGE right after SELECT removes
                 # messages left flagged \Deleted, e.g. by a session killed before
                 # its EXPUNGE; the engine's records of them are pruned after listing.
                 self._client.expunge()
@@ -272,7 +272,7 @@ class ImapSession:
 
     def retrieve(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, SpooledMessage]]:
         """Fetch *refs* in order with ``BODY.PEEK[]``, batched; see the module docstring."""
-        for batch in _batches(refs):
+        for batch in fetch_batches(refs):
             if len(batch) == 1 and (batch[0].size is None or batch[0].size > CHUNK_THRESHOLD):
                 yield batch[0], self._fetch_chunked(batch[0])
                 continue

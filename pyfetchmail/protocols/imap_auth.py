@@ -2,7 +2,8 @@
 
 Responsibility: turn a :class:`~pyfetchmail.config.model.Query` into an
 authenticated :class:`imapclient.IMAPClient`, following fetchmail 6.4's rules
-(spec §5.3 steps 1-6, §5.4, §5.6), through imapclient's public API only.
+(RFC 3501 §6.2; fetchmail(1), USER AUTHENTICATION AND ENCRYPTION), through
+imapclient's public API only.
 
 Invariants:
 - A TLS requirement (:func:`~pyfetchmail.net.tls.tls_policy` is ``MUST``)
@@ -246,7 +247,7 @@ def connect(query: Query, password: str | None, timeout: float | None) -> ImapCl
     address = (server.queryname, port)
     relay = None
     if server.plugin:
-        # %p is the service as configured, else the port number (spec §7.6).
+        # %p is the service as configured, else the port number (fetchmail(1), ``--plugin``).
         relay = PluginRelay(server.plugin, server.queryname, server.service or port, timeout or 300)
         address = relay.address
     policy = tls_policy(user)
@@ -290,7 +291,7 @@ def connect(query: Query, password: str | None, timeout: float | None) -> ImapCl
                 elif policy is StartTls.MUST:
                     # fetchmail sends STARTTLS anyway and fails; we fail before it.
                     raise SocketError(f"{host}: upgrade to TLS failed.")
-            # Spec §5.3 step 4: PREAUTH, or ``auth ssh`` (a pre-authenticated
+            # RFC 3501 §7.1.4: PREAUTH, or ``auth ssh`` (a pre-authenticated
             # tunnel), means we are logged in already.
             if not preauth and server.auth is not Auth.SSH:
                 _authenticate(client, query, password, caps, host)

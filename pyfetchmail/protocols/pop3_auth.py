@@ -1,4 +1,4 @@
-"""POP3 capabilities and authentication (fetchmail 6.4 §5.2 step 4, §5.4).
+"""POP3 capabilities and authentication (RFC 2449 CAPA, RFC 5034 AUTH; fetchmail(1), ``--auth``).
 
 :func:`authenticate` logs in on an established (and, where required,
 encrypted) :class:`~pyfetchmail.protocols.pop3_channel.Pop3Channel`.

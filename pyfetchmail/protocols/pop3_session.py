@@ -32,7 +32,7 @@ Invariants:
   up to its answer are listed with ``seen=True`` (the others ``False``); an
   answer that is not a number in ``0..count`` is ignored.  fetchmail asks
   LAST *first*; we prefer UIDL because LAST is unreliable once other
-  clients read the maildrop (spec §10.2 #4).
+  clients read the maildrop (RFC 1939 §10 lists LAST as removed).
 - While a RETR body arrives, the optional :attr:`Pop3Session.progress` hook
   (see :mod:`pyfetchmail.protocols.base`) is told the bytes received so far.
 """

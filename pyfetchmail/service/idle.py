@@ -1,4 +1,4 @@
-"""The IMAP IDLE loop of one query (``idle`` option; spec §5.3 "IDLE", §7.5).
+"""The IMAP IDLE loop of one query (``idle`` option; RFC 2177; fetchmail(1), ``--idle``).
 
 Responsibility: keep one IMAP session open, process the folder, and wait for
 new mail with IDLE (RFC 2177) instead of polling; reconnect with bounded

@@ -7,7 +7,7 @@ import pytest
 from pyfetchmail.config.model import Auth
 from pyfetchmail.errors import AuthError
 from pyfetchmail.protocols.base import MessageRef
-from pyfetchmail.protocols.imap import BATCH_COUNT, BATCH_OCTETS, CHUNK_THRESHOLD, _batches
+from pyfetchmail.protocols.imap import BATCH_COUNT, BATCH_OCTETS, CHUNK_THRESHOLD, fetch_batches
 from pyfetchmail.protocols.imap_auth import Mechanism, choose_mechanisms
 from pyfetchmail.protocols.imap_wire import redact_wire_line
 
@@ -83,15 +83,15 @@ def _ref(n: int, size: int | None) -> MessageRef:
 
 def test_batches_bounded_by_count_and_octets() -> None:
     refs = [_ref(n, 10) for n in range(1, 2 * BATCH_COUNT + 2)]
-    sizes = [len(b) for b in _batches(refs)]
+    sizes = [len(b) for b in fetch_batches(refs)]
     assert sizes == [BATCH_COUNT, BATCH_COUNT, 1]
     big = CHUNK_THRESHOLD  # not above the threshold: batched, but octets bound apply
     refs = [_ref(n, big) for n in range(1, 6)]
-    for batch in _batches(refs):
+    for batch in fetch_batches(refs):
         assert sum(r.size or 0 for r in batch) <= BATCH_OCTETS
 
 
 def test_large_and_unsized_messages_go_alone_in_order() -> None:
     refs = [_ref(1, 5), _ref(2, CHUNK_THRESHOLD + 1), _ref(3, 5), _ref(4, None), _ref(5, 5)]
-    batches = [[r.number for r in b] for b in _batches(refs)]
+    batches = [[r.number for r in b] for b in fetch_batches(refs)]
     assert batches == [[1], [2], [3], [4], [5]]
